@@ -111,8 +111,10 @@ ProblemKind = Literal["malformed_box", "truncated_box", "out_of_range", "inverte
 
 
 class ParseProblem(StrictModel):
-    kind: ProblemKind
-    message: str
+    kind: ProblemKind = Field(
+        description="What went wrong: malformed, truncated, out-of-range or inverted box, or unparsed text."
+    )
+    message: str = Field(description="Human-readable explanation of the problem.")
     span: Span
 
 
@@ -189,6 +191,9 @@ class PreferencePair(StrictModel):
     region: Box
     objects: list[AnnotatedObject]
     format: GroundingFormat
+    resized_size: Size | None = Field(
+        default=None, description="Image size as resized by the model's processor (needed for qwen25vl)."
+    )
     prompt: str = Field(description="Canonical training prompt (type (a)).")
     chosen: PairSide
     rejected: PairSide

@@ -1,0 +1,99 @@
+"""Candidates/s for the scorer's CPU hot path: parse + S_loc + refine, single process, one core.
+
+Synthetic descriptions: each region has 5 GT objects and each candidate 6 boxed phrases (jittered GT
+boxes plus one distractor), rendered in every grounding format. Prints candidates/s per format and
+per stage, and the ratio of the full path to parse alone (measured in the same process).
+
+    .venv/bin/python bench/foundation_throughput.py [--candidates 20000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from spr.shared import formats
+from spr.shared.boxes import BoxT, localization_score, refine_boxes
+from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, Size
+
+IMAGE = Size(width=640, height=480)
+RESIZED = Size(width=644, height=476)  # a qwen25vl-style resized size (multiples of 28)
+
+
+def _make_case(rng: np.random.Generator) -> tuple[list[BoxT], list[tuple[str, list[BoxT]]]]:
+    gt: list[BoxT] = []
+    for _ in range(5):
+        x1, y1 = rng.uniform(0, 500), rng.uniform(0, 360)
+        w, h = rng.uniform(20, 130), rng.uniform(20, 110)
+        gt.append((x1, y1, min(x1 + w, 639.0), min(y1 + h, 479.0)))
+    phrases: list[tuple[str, list[BoxT]]] = []
+    for i, (x1, y1, x2, y2) in enumerate(gt):
+        j = rng.normal(0, 6, size=4)
+        box = (x1 + j[0], y1 + j[1], x2 + j[2], y2 + j[3])
+        box = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], 639.0), min(box[3], 479.0))
+        phrases.append((f"the {['red', 'blue', 'green', 'yellow', 'purple'][i]} shape", [box]))
+    phrases.append(("a distractor", [(10.0, 10.0, 60.0, 50.0)]))
+    return gt, phrases
+
+
+def _texts(fmt: GroundingFormat, n: int, seed: int) -> list[tuple[list[BoxT], str]]:
+    rng = np.random.default_rng(seed)
+    resized = RESIZED if fmt == "qwen25vl" else None
+    out = []
+    for _ in range(n):
+        gt, phrases = _make_case(rng)
+        text = formats.render(phrases, fmt, image_size=IMAGE, resized_size=resized)
+        out.append((gt, "The region shows " + text + " on a textured background."))
+    return out
+
+
+def _time(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_format(fmt: GroundingFormat, n: int, seed: int) -> dict[str, float]:
+    cases = _texts(fmt, n, seed)
+    resized = RESIZED if fmt == "qwen25vl" else None
+
+    def parse_only() -> None:
+        for _, text in cases:
+            formats.parse(text, fmt, image_size=IMAGE, resized_size=resized)
+
+    def full() -> None:
+        for gt, text in cases:
+            parsed = formats.parse(text, fmt, image_size=IMAGE, resized_size=resized)
+            pred = parsed.all_boxes()
+            localization_score(gt, pred)
+            refined = refine_boxes(pred, gt)
+            formats.replace_boxes(text, parsed, refined, fmt, image_size=IMAGE, resized_size=resized)
+
+    t_parse = _time(parse_only)
+    t_full = _time(full)
+    return {"parse_per_s": n / t_parse, "full_per_s": n / t_full, "full_over_parse": t_full / t_parse}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--candidates", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the issue asks
+    print(f"candidates per format: {args.candidates} (5 GT objects, 6 boxed phrases each), one core")
+    print(f"{'format':<10} {'parse/s':>10} {'parse+S_loc+refine/s':>22} {'time ratio full:parse':>22}")
+    totals = []
+    for fmt in GROUNDING_FORMATS:
+        r = bench_format(fmt, args.candidates, args.seed)
+        totals.append(r["full_per_s"])
+        print(f"{fmt:<10} {r['parse_per_s']:>10.0f} {r['full_per_s']:>22.0f} {r['full_over_parse']:>22.2f}")
+    print(f"min over formats: {min(totals):.0f} candidates/s (aim >= 20,000)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Settings of the generator service (environment variables with prefix ``SPR_``).
+
+Built once in the entry point (:func:`load_settings`) and passed in; nothing else reads the
+environment. An invalid or missing setting fails at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from spr.shared.errors import SprError
+from spr.shared.schemas import GroundingFormat
+
+EngineName = Literal["transformers", "vllm", "vllm_offline"]
+ENV_PREFIX = "SPR_"
+
+
+class SettingsError(SprError):
+    """One or more generator settings are missing or invalid."""
+
+
+class GeneratorSettings(BaseSettings):
+    """Everything ``spr generator run`` needs. Field ``x`` is read from ``SPR_X``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    redis_url: str = Field(default="redis://localhost:6379/0", description="Redis holding the streams.")
+    data_root: Path = Field(default=Path("."), description="Folder that RegionTask.image.path is under.")
+
+    generator_engine: EngineName = Field(
+        default="transformers",
+        description="transformers: in-process (CPU/GPU); vllm: an OpenAI-compatible vLLM server; "
+        "vllm_offline: in-process vllm.LLM (needs vllm installed).",
+    )
+    generator_model: Path | None = Field(
+        default=None,
+        description="Local model folder (config.json, weights, processor). Required for transformers and "
+        "vllm_offline; for vllm it is optional and used for the grounding format and qwen25vl's resize rule.",
+    )
+    generator_model_id: str | None = Field(
+        default=None, description="Model id recorded on candidate groups (default: served name or folder)."
+    )
+    generator_vllm_url: str = Field(default="http://localhost:8000", description="vLLM server base URL.")
+    generator_served_model_name: str | None = Field(
+        default=None, description="Model name the vLLM server serves (default: the only one it lists)."
+    )
+    generator_format: GroundingFormat | None = Field(
+        default=None, description="Grounding format override (default: from config.json's model_type)."
+    )
+    generator_prompts_file: Path | None = Field(
+        default=None, description="YAML prompt templates (default: the set shipped with the package)."
+    )
+    generator_samples_per_prompt: int = Field(default=4, ge=1, le=64, description="k samples per prompt.")
+    generator_temperature: float = Field(default=1.0, ge=0.0, le=5.0, description="0 means greedy.")
+    generator_top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    generator_top_k: int = Field(
+        default=0,
+        ge=0,
+        description="0 disables top-k. Sent explicitly so a checkpoint's generation_config (Qwen2-VL ships "
+        "top_k=1) cannot silently turn sampling into greedy decoding.",
+    )
+    generator_max_new_tokens: int = Field(default=512, ge=1, le=32768)
+    generator_seed: int = Field(default=0, ge=0, description="Base seed; per-task seeds derive from it.")
+    generator_device: str = Field(
+        default="cpu", description="torch device for transformers: cpu, cuda, cuda:1"
+    )
+    generator_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto")
+    generator_concurrency: int = Field(
+        default=32, ge=1, le=4096, description="vllm: HTTP requests in flight at once."
+    )
+    generator_worker_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Tasks processed at once by one worker process (raise it for vllm so the server's "
+        "continuous batching stays full; keep 1 for transformers).",
+    )
+    generator_request_timeout_s: float = Field(default=600.0, gt=0)
+    generator_consumer: str | None = Field(
+        default=None, description="Consumer name in the 'generators' group (default: host-pid)."
+    )
+    generator_log_every: int = Field(default=10, ge=1, description="Log throughput every N tasks.")
+    generator_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus metrics on this port (default: off)."
+    )
+
+    queue_visibility_timeout_s: float = Field(default=600.0, ge=0)
+    queue_max_deliveries: int = Field(default=3, ge=1)
+    queue_backlog_limit: int = Field(default=1000, ge=0)
+    queue_block_ms: int = Field(default=1000, ge=0)
+
+    @model_validator(mode="after")
+    def _engine_needs(self) -> GeneratorSettings:
+        if self.generator_engine in ("transformers", "vllm_offline") and self.generator_model is None:
+            raise ValueError(
+                f"SPR_GENERATOR_MODEL is required with SPR_GENERATOR_ENGINE={self.generator_engine}: "
+                "set it to a local model folder"
+            )
+        if self.generator_model is not None and not (self.generator_model / "config.json").is_file():
+            raise ValueError(
+                f"SPR_GENERATOR_MODEL={self.generator_model} is not a model folder (no config.json there)"
+            )
+        if self.generator_prompts_file is not None and not self.generator_prompts_file.is_file():
+            raise ValueError(f"SPR_GENERATOR_PROMPTS_FILE={self.generator_prompts_file} does not exist")
+        if not self.data_root.is_dir():
+            raise ValueError(f"SPR_DATA_ROOT={self.data_root} is not a folder")
+        return self
+
+    def model_type(self) -> str | None:
+        """``model_type`` from the model folder's config.json, or None without a model folder."""
+        if self.generator_model is None:
+            return None
+        config = json.loads((self.generator_model / "config.json").read_text(encoding="utf-8"))
+        model_type = config.get("model_type")
+        return str(model_type) if model_type else None
+
+
+def load_settings(**overrides: object) -> GeneratorSettings:
+    """Read the settings from the environment (``overrides`` win); raise SettingsError naming each problem."""
+    try:
+        return GeneratorSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_settings_error(exc)) from None
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line per invalid setting, named by its environment variable."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = [str(part) for part in error["loc"]]
+        name = f"{ENV_PREFIX}{loc[0].upper()}" if loc else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(message if message.startswith(ENV_PREFIX) else f"{name}: {message}")
+    return "invalid generator settings: " + "; ".join(lines)

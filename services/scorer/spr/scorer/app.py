@@ -1,0 +1,85 @@
+"""The scorer's HTTP app: ``create_app(settings)``; models load in the lifespan onto ``app.state``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from spr.scorer.batching import BatchedScorer
+from spr.scorer.envelope import install_handlers
+from spr.scorer.images import pil_pixel_limit
+from spr.scorer.loading import image_store, load_scorer
+from spr.scorer.metrics import ScorerMetrics
+from spr.scorer.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
+from spr.scorer.router import router
+from spr.scorer.scoring import Scorer
+from spr.scorer.serving import ScoreServing
+from spr.scorer.settings import ScorerSettings
+from spr.shared.queue import Queue
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Scores grounded region descriptions (SPR: semantic + localization score), refines their
+boxes and selects a preference pair. Every box is absolute pixels of the original image,
+[x1, y1, x2, y2]; a model's own box syntax appears only inside candidate texts. Errors share one
+JSON shape (`ErrorResponse`)."""
+
+
+def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> FastAPI:
+    """The scorer app. ``scorer`` injects a ready scoring object (tests); else models load at start-up.
+
+    Start-up fails (the lifespan raises ModelLoadError naming the setting) when a model cannot load.
+    """
+    metrics = ScorerMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = False
+        app.state.metrics = metrics
+        loaded = scorer if scorer is not None else await asyncio.to_thread(load_scorer, settings)
+        batched = BatchedScorer(
+            loaded,
+            max_texts=settings.scorer_batch_max_size,
+            max_regions=settings.scorer_batch_max_regions,
+            max_wait_s=settings.scorer_batch_max_wait_ms / 1000.0,
+            observe=metrics.observe_batch,
+        )
+        images = loaded.images if loaded.images is not None else image_store(settings)
+        app.state.scorer = loaded
+        app.state.serving = ScoreServing(
+            batched, images, metrics, max_candidates=settings.scorer_max_candidates
+        )
+        app.state.queue = (
+            Queue.from_url(settings.redis_url, settings.queue_config()) if settings.redis_url else None
+        )
+        app.state.ready = True
+        logger.info("scorer ready (models: %s)", loaded.model_ids)
+        try:
+            with pil_pixel_limit(settings.scorer_max_image_pixels):
+                yield
+        finally:
+            app.state.ready = False
+            await batched.aclose()
+            if app.state.queue is not None:
+                app.state.queue.close()
+
+    app = FastAPI(
+        title="SPR scorer",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.ready = False
+    app.state.metrics = metrics
+    app.state.queue = None
+    install_handlers(app)
+    app.include_router(router)
+    # Added innermost first: metrics (outermost) see every answer, 401 and 413 included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.scorer_max_body_bytes)
+    if settings.scorer_api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.scorer_api_key.get_secret_value())
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app

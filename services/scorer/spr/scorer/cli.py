@@ -1,0 +1,91 @@
+"""``spr scorer serve`` and ``spr scorer worker``: settings from the ``SPR_*`` environment.
+
+Only argparse is imported at module level; the service's heavy imports happen in the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add ``scorer serve`` and ``scorer worker`` to the ``spr`` command."""
+    parser = subparsers.add_parser(
+        "scorer",
+        help="score candidate descriptions: HTTP service or queue worker",
+        description="The SPR scorer. Configured by SPR_* environment variables (SPR_SCORER_SEMANTIC_MODEL "
+        "= a local CLIP folder or 'none', SPR_DATA_ROOT, SPR_REDIS_URL, SPR_SCORER_API_KEY, ...).",
+    )
+    commands = parser.add_subparsers(dest="scorer_command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="serve POST /score, /healthz, /readyz, /metrics over HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.set_defaults(handler=serve_command)
+
+    worker = commands.add_parser(
+        "worker", help="turn candidate groups (spr:candidates) into pairs (spr:pairs)"
+    )
+    worker.add_argument("--max-items", type=int, default=None, metavar="N", help="exit after N groups")
+    worker.add_argument(
+        "--idle-exit", type=float, default=None, metavar="S", help="exit after S seconds without any group"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, metavar="P", help="serve Prometheus metrics on this port"
+    )
+    worker.set_defaults(handler=worker_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+    from spr.scorer.app import create_app
+    from spr.scorer.loading import load_scorer
+    from spr.scorer.settings import ScorerSettings
+
+    settings = ScorerSettings.from_env()
+    # Loading here, not in the lifespan, turns a bad model folder into a one-line error before serving.
+    app = create_app(settings, scorer=load_scorer(settings))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+    from spr.scorer.images import pil_pixel_limit
+    from spr.scorer.loading import load_scorer
+    from spr.scorer.metrics import ScorerMetrics
+    from spr.scorer.settings import ScorerSettings
+    from spr.scorer.worker import run_scorer_worker
+
+    settings = ScorerSettings.from_env()
+    metrics = ScorerMetrics()
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    scorer = load_scorer(settings)
+    stop = threading.Event()
+    # SIGTERM/SIGINT finish the group in hand, then stop; restored afterwards (tests call this in-process).
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with pil_pixel_limit(settings.scorer_max_image_pixels):
+            stats = run_scorer_worker(
+                settings,
+                scorer=scorer,
+                metrics=metrics,
+                stop=stop,
+                max_items=args.max_items,
+                idle_exit_s=args.idle_exit,
+            )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print(f"scored {stats.processed} groups, {stats.failed} failed, {stats.dead_lettered} dead-lettered")
+    return 0

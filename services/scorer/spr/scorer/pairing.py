@@ -1,0 +1,105 @@
+"""Pair selection (SPR_METHOD.md step 5) and the queue's PreferencePair built from a scored group.
+
+chosen = the refined text with the highest total (the text as written when refinement is off or left
+it unchanged); rejected = the text as written with the lowest total; a pair only when
+``chosen - rejected >= min_margin`` and the two texts differ. One pair per region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spr.shared.schemas import CandidateGroup, PairSide, PreferencePair, Provenance, Scores
+from spr.shared.scoring_api import CandidateScore, PairChosen, PairRejected, PairResult, ScoreResponse
+
+SKIP_MARGIN = "margin too small"
+SKIP_IDENTICAL = "chosen and rejected texts are identical"
+# Margins are differences of float sums: a hand-computed margin equal to min_margin must still count.
+_MARGIN_EPS = 1e-9
+
+
+def select_pair(
+    scored: Sequence[CandidateScore], texts: Sequence[str], min_margin: float
+) -> tuple[PairResult | None, str | None]:
+    """chosen = best refined total (best as written without refinement), rejected = worst as written.
+
+    ``texts`` are the candidates' texts as written, in the order of ``scored``. Ties go to the
+    earliest candidate. Returns the pair, or None and the reason it was skipped.
+    """
+    if not scored:
+        return None, "no candidates"
+
+    def chosen_side(i: int) -> tuple[float, bool, str]:
+        refined = scored[i].refined
+        if refined is None:
+            return scored[i].score, False, texts[i]
+        # A refined text identical to its original is not a refinement: report it as written.
+        return refined.score, refined.text != texts[i], refined.text
+
+    best = max(range(len(scored)), key=lambda i: (chosen_side(i)[0], -i))
+    worst = min(range(len(scored)), key=lambda i: (scored[i].score, i))
+    chosen_score, chosen_refined, chosen_text = chosen_side(best)
+    rejected = scored[worst]
+    margin = chosen_score - rejected.score
+    if chosen_text == texts[worst]:
+        return None, SKIP_IDENTICAL
+    if margin + _MARGIN_EPS < min_margin:
+        return None, SKIP_MARGIN
+    return (
+        PairResult(
+            chosen=PairChosen(
+                id=scored[best].id, refined=chosen_refined, text=chosen_text, score=chosen_score
+            ),
+            rejected=PairRejected(id=rejected.id, text=texts[worst], score=rejected.score),
+            margin=margin,
+        ),
+        None,
+    )
+
+
+def preference_pair(
+    group: CandidateGroup, response: ScoreResponse, pair: PairResult, scorer_settings_hash: str
+) -> PreferencePair:
+    """The PreferencePair of a scored group; pair_id is deterministic from the task id."""
+    by_id = {c.id: c for c in response.candidates}
+    chosen, rejected = pair.chosen, pair.rejected
+    chosen_scores = by_id[chosen.id]
+    rejected_scores = by_id[rejected.id]
+    chosen_loc = (
+        chosen_scores.refined.localization.score
+        if chosen.refined and chosen_scores.refined is not None
+        else chosen_scores.localization.score
+    )
+    task = group.task
+    return PreferencePair(
+        pair_id=PreferencePair.make_id(task.task_id),
+        task_id=task.task_id,
+        image=task.image,
+        region=task.region,
+        objects=task.objects,
+        format=group.format,
+        resized_size=group.resized_size,
+        prompt=group.canonical_prompt,
+        chosen=PairSide(
+            candidate_id=chosen.id,
+            text=chosen.text,
+            scores=Scores(semantic=_semantic(chosen_scores), localization=chosen_loc, total=chosen.score),
+            refined=chosen.refined,
+        ),
+        rejected=PairSide(
+            candidate_id=rejected.id,
+            text=rejected.text,
+            scores=Scores(
+                semantic=_semantic(rejected_scores),
+                localization=rejected_scores.localization.score,
+                total=rejected.score,
+            ),
+            refined=False,
+        ),
+        margin=pair.margin,
+        provenance=Provenance(generator_model=group.model_id, scorer_settings_hash=scorer_settings_hash),
+    )
+
+
+def _semantic(score: CandidateScore) -> float | None:
+    return None if score.semantic is None else score.semantic.score

@@ -1,0 +1,88 @@
+"""HTTP routes of the scorer. Thin: each handler takes its collaborators from ``app.state``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from spr.scorer.envelope import error_response
+from spr.scorer.metrics import ScorerMetrics
+from spr.shared.queue import STREAM_CANDIDATES, Queue
+from spr.shared.scoring_api import (
+    ErrorResponse,
+    HealthResponse,
+    ReadyResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
+    413: {"model": ErrorResponse, "description": "Request body over the size limit."},
+    422: {"model": ErrorResponse, "description": "Invalid input: one entry per rejected field."},
+    503: {"model": ErrorResponse, "description": "Models not loaded yet."},
+}
+
+
+@router.post(
+    "/score",
+    response_model=ScoreResponse,
+    responses=_ERRORS,
+    summary="Score a region's candidate descriptions and select a preference pair",
+)
+async def score(request: Request, body: ScoreRequest) -> Response:
+    serving = request.app.state.serving
+    result = await serving.score(body)
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+@router.get("/healthz", response_model=HealthResponse, summary="Liveness: 200 while the process runs")
+async def healthz() -> HealthResponse:
+    return HealthResponse(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    responses={503: {"model": ErrorResponse, "description": "Models not loaded or Redis unreachable."}},
+    summary="Readiness: models loaded and Redis (when configured) reachable",
+)
+async def readyz(request: Request) -> Response:
+    state = request.app.state
+    if not getattr(state, "ready", False):
+        return error_response(503, "not_ready", "models are still loading")
+    queue: Queue | None = state.queue
+    if queue is not None:
+        try:
+            await asyncio.to_thread(queue.ping)
+        except Exception as exc:
+            return error_response(503, "not_ready", f"Redis is unreachable: {exc}")
+    scorer = state.scorer
+    ready = ReadyResponse(
+        status="ready",
+        semantic_model=scorer.model_ids["semantic"],
+        detector_model=scorer.model_ids["detector"],
+        redis=queue is not None,
+    )
+    return Response(ready.model_dump_json(), media_type="application/json")
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)")
+async def metrics(request: Request) -> Response:
+    collected: ScorerMetrics = request.app.state.metrics
+    queue: Queue | None = getattr(request.app.state, "queue", None)
+    if queue is not None:
+        try:
+            backlog = await asyncio.to_thread(queue.backlog, STREAM_CANDIDATES)
+            collected.queue_backlog.labels(STREAM_CANDIDATES).set(backlog)
+        except Exception as exc:  # metrics must render even with Redis down
+            logger.debug("queue backlog unavailable for /metrics: %s", exc)
+    return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)

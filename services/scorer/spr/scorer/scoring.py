@@ -1,0 +1,359 @@
+"""Scoring, refinement and pair selection (SPR_METHOD.md steps 3-5): one object for HTTP and the worker.
+
+A region's candidates go through three phases:
+
+1. :meth:`Scorer.plan` (pure Python): parse each text, refine its boxes (each box with IoU > threshold
+   to a GT box becomes that GT box), re-render and re-parse the refined text, and list the model work:
+   the region's image side, the unique box-free texts T', and the phrases for the detector.
+2. model work: done by the caller, synchronously (:meth:`Scorer.score`, the worker) or through the
+   micro-batcher (:mod:`spr.scorer.batching`, HTTP).
+3. :meth:`Scorer.finish` (pure Python): S_loc of each text as written and as refined (detector boxes
+   join both prediction sets), S_sem, totals ``lambda * S_sem + (1 - lambda) * S_loc``, and the pair:
+   chosen = the refined text with the best total, rejected = the text as written with the worst total,
+   emitted when ``chosen - rejected >= min_margin``.
+
+Refinement only edits coordinate spans, so T' of a refined text equals T' of the original; texts are
+de-duplicated by T' before encoding, so the refined text's S_sem is the original's, computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from PIL import Image
+from spr.scorer.detector import PhraseDetector
+from spr.scorer.errors import InputError, SemanticModelNotConfiguredError
+from spr.scorer.images import ImageStore, decode_rgb
+from spr.scorer.pairing import preference_pair, select_pair
+from spr.scorer.semantic import RegionEmbedding, SemanticScorer, SemanticValues, Vector
+from spr.shared import formats
+from spr.shared.boxes import BoxT, clip_box, localization_score, refine_boxes
+from spr.shared.queue import PermanentError
+from spr.shared.schemas import (
+    AnnotatedObject,
+    CandidateGroup,
+    GroundingFormat,
+    ParseResult,
+    PreferencePair,
+    Size,
+)
+from spr.shared.scoring_api import (
+    CandidateScore,
+    LocalizationMatch,
+    LocalizationResult,
+    RefinedScore,
+    ScoreOptions,
+    ScoreResponse,
+    SemanticScore,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringInput:
+    """One region to score. ``image`` may be lazily opened: only its size is read unless models run.
+
+    ``region`` and object boxes are absolute pixels of the original image ``image``.
+    """
+
+    image: Image.Image
+    region: BoxT
+    objects: Sequence[AnnotatedObject]
+    candidates: Sequence[tuple[str, str]]  # (id, raw text)
+    format: GroundingFormat
+    options: ScoreOptions
+    resized_size: Size | None = None
+
+
+@dataclass
+class _Text:
+    """One text (as written or refined): its parse and the predictions S_loc sees."""
+
+    text: str
+    parsed: ParseResult
+    boxes: list[BoxT]
+    box_phrase: list[int]
+    stripped: str
+
+
+@dataclass
+class _CandidatePlan:
+    id: str
+    written: _Text
+    refined: _Text | None
+
+
+@dataclass
+class ScoringPlan:
+    """Everything :meth:`Scorer.finish` needs besides model outputs, and the model work to do."""
+
+    inputs: ScoringInput
+    image_size: Size
+    region: BoxT  # clipped to the image
+    candidates: list[_CandidatePlan]
+    texts: list[str] = field(default_factory=list)  # unique T' to encode (empty when lambda == 0)
+    phrases: list[str] = field(default_factory=list)  # unique phrase texts for the detector
+
+    @property
+    def needs_semantic(self) -> bool:
+        return self.inputs.options.lambda_ > 0.0
+
+    @property
+    def needs_pixels(self) -> bool:
+        return bool(self.texts) or bool(self.phrases)
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """A scored candidate group: the pair (or why none) and the full per-candidate scores."""
+
+    pair: PreferencePair | None
+    skipped_reason: str | None
+    scores: ScoreResponse
+
+
+def settings_hash(options: ScoreOptions, model_ids: dict[str, str | None]) -> str:
+    """Short stable hash of everything that changes a score: the options and the model ids."""
+    payload = {"options": options.model_dump(mode="json", by_alias=True), "models": model_ids}
+    return "s-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Scorer:
+    """Scores candidate descriptions of a region; holds the (optional) models, never the request."""
+
+    def __init__(
+        self,
+        *,
+        semantic: SemanticScorer | None = None,
+        detector: PhraseDetector | None = None,
+        images: ImageStore | None = None,
+        worker_options: ScoreOptions | None = None,
+    ) -> None:
+        self.semantic = semantic
+        self.detector = detector
+        self.images = images
+        self.worker_options = worker_options or ScoreOptions()
+
+    @property
+    def model_ids(self) -> dict[str, str | None]:
+        return {
+            "semantic": None if self.semantic is None else self.semantic.model_id,
+            "detector": None if self.detector is None else self.detector.model_id,
+        }
+
+    def settings_hash(self, options: ScoreOptions) -> str:
+        return settings_hash(options, self.model_ids)
+
+    # -- phase 1 ------------------------------------------------------------------------------------
+
+    def plan(self, inputs: ScoringInput, *, field_prefix: str = "") -> ScoringPlan:
+        """Parse and refine every candidate; raises InputError (naming the field) for unusable input."""
+        options = inputs.options
+        if options.lambda_ > 0.0 and self.semantic is None:
+            raise SemanticModelNotConfiguredError(field=f"{field_prefix}options.lambda")
+        width, height = inputs.image.size
+        image_size = Size(width=width, height=height)
+        region = clip_box(inputs.region, width, height)
+        if region is None:
+            raise InputError(
+                f"region {list(inputs.region)} does not overlap the {width}x{height} image "
+                "(absolute pixels of the original image)",
+                field=f"{field_prefix}region",
+            )
+        gt = [obj.box for obj in inputs.objects]
+        fmt = inputs.format
+        plans: list[_CandidatePlan] = []
+        try:
+            for cand_id, text in inputs.candidates:
+                written = self._text(text, fmt, image_size, inputs.resized_size)
+                refined = None
+                if options.refine:
+                    new_boxes = refine_boxes(written.boxes, gt, threshold=options.iou_threshold)
+                    if new_boxes == written.boxes:
+                        refined = written
+                    else:
+                        new_text = formats.replace_boxes(
+                            text,
+                            written.parsed,
+                            new_boxes,
+                            fmt,
+                            image_size=image_size,
+                            resized_size=inputs.resized_size,
+                        )
+                        # Score what the refined text says (its boxes as the format quantises them).
+                        refined = self._text(new_text, fmt, image_size, inputs.resized_size)
+                plans.append(_CandidatePlan(cand_id, written, refined))
+        except formats.FormatError as exc:
+            raise InputError(str(exc), field=f"{field_prefix}format") from None
+        plan = ScoringPlan(inputs=inputs, image_size=image_size, region=region, candidates=plans)
+        if plan.needs_semantic:
+            texts = [c.written.stripped for c in plans] + [c.refined.stripped for c in plans if c.refined]
+            plan.texts = list(dict.fromkeys(texts))
+        if self.detector is not None:
+            phrases = (
+                p.text
+                for c in plans
+                for t in (c.written, c.refined)
+                if t is not None
+                for p in t.parsed.phrases
+            )
+            plan.phrases = list(dict.fromkeys(_detector_key(p) for p in phrases if p.strip()))
+        return plan
+
+    @staticmethod
+    def _text(text: str, fmt: GroundingFormat, image_size: Size, resized_size: Size | None) -> _Text:
+        parsed = formats.parse(text, fmt, image_size=image_size, resized_size=resized_size)
+        boxes: list[BoxT] = []
+        owner: list[int] = []
+        for index, phrase in enumerate(parsed.phrases):
+            boxes.extend(phrase.boxes)
+            owner.extend([index] * len(phrase.boxes))
+        return _Text(text, parsed, boxes, owner, formats.strip_boxes(text, fmt))
+
+    # -- phase 3 ------------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        plan: ScoringPlan,
+        *,
+        region_embedding: RegionEmbedding | None = None,
+        text_embeddings: Vector | None = None,
+        detections: dict[str, list[BoxT]] | None = None,
+    ) -> ScoreResponse:
+        """Scores and the pair from the plan and the model outputs it asked for.
+
+        ``text_embeddings`` rows follow ``plan.texts``; ``detections`` maps detector phrase keys to
+        boxes in original-image pixels.
+        """
+        options = plan.inputs.options
+        lam = options.lambda_
+        gt = [obj.box for obj in plan.inputs.objects]
+        semantic_by_text: dict[str, SemanticValues] = {}
+        if plan.needs_semantic:
+            if region_embedding is None or text_embeddings is None:
+                raise ValueError("finish: lambda > 0 needs the region and text embeddings")
+            for text, vector in zip(plan.texts, text_embeddings, strict=True):
+                semantic_by_text[text] = SemanticScorer.compare(region_embedding, vector)
+        found = detections or {}
+
+        def localize(item: _Text) -> LocalizationResult:
+            preds = list(item.boxes)
+            owners = [(phrase, "text") for phrase in item.box_phrase]
+            for index, phrase in enumerate(item.parsed.phrases):
+                for box in found.get(_detector_key(phrase.text), []):
+                    preds.append(box)
+                    owners.append((index, "detector"))
+            result = localization_score(gt, preds, threshold=options.iou_threshold, mode=options.localization)
+            return LocalizationResult(
+                score=result.score,
+                matches=[
+                    LocalizationMatch(
+                        object=m.gt,
+                        phrase=owners[m.pred][0],
+                        box=preds[m.pred],
+                        source="detector" if owners[m.pred][1] == "detector" else "text",
+                        iou=m.iou,
+                    )
+                    for m in result.matches
+                ],
+            )
+
+        def total(semantic: SemanticValues | None, loc: float) -> float:
+            # lambda == 0 must give exactly S_loc: no floating-point mixing at all.
+            return loc if semantic is None else lam * semantic.score + (1.0 - lam) * loc
+
+        scored: list[CandidateScore] = []
+        for cand in plan.candidates:
+            sem = semantic_by_text.get(cand.written.stripped)
+            loc = localize(cand.written)
+            refined = None
+            if cand.refined is not None:
+                refined_loc = loc if cand.refined is cand.written else localize(cand.refined)
+                refined_sem = semantic_by_text.get(cand.refined.stripped)
+                refined = RefinedScore(
+                    text=cand.refined.text,
+                    localization=refined_loc,
+                    score=total(refined_sem, refined_loc.score),
+                )
+            scored.append(
+                CandidateScore(
+                    id=cand.id,
+                    phrases=cand.written.parsed.phrases,
+                    problems=cand.written.parsed.problems,
+                    semantic=None
+                    if sem is None
+                    else SemanticScore(crop=sem.crop, local=sem.local, score=sem.score),
+                    localization=loc,
+                    score=total(sem, loc.score),
+                    refined=refined,
+                )
+            )
+        pair, reason = select_pair(scored, [c.written.text for c in plan.candidates], options.min_margin)
+        return ScoreResponse(
+            image_size=plan.image_size, candidates=scored, pair=pair, pair_skipped_reason=reason
+        )
+
+    # -- the synchronous path (worker, tests) --------------------------------------------------------
+
+    def score(self, inputs: ScoringInput, *, field_prefix: str = "") -> ScoreResponse:
+        """Plan, run the models in this thread, finish. Raises InputError for unusable input."""
+        plan = self.plan(inputs, field_prefix=field_prefix)
+        region_embedding = None
+        text_embeddings = None
+        detections = None
+        if plan.needs_pixels:
+            rgb = decode_rgb(inputs.image, field=f"{field_prefix}image")
+            if plan.texts and self.semantic is not None:
+                region_embedding = self.semantic.embed_regions([(rgb, plan.region)])[0]
+                text_embeddings = self.semantic.embed_texts(plan.texts)
+            if plan.phrases and self.detector is not None:
+                detections = self.detector.detect([(rgb, plan.phrases)])[0]
+        return self.finish(
+            plan, region_embedding=region_embedding, text_embeddings=text_embeddings, detections=detections
+        )
+
+    def score_group(self, group: CandidateGroup) -> GroupResult:
+        """Score a queued candidate group with the worker options; the pair is ready to publish.
+
+        Raises PermanentError for a group that can never be scored (image missing or not matching the
+        task's recorded size, a region outside the image, lambda > 0 without a semantic model).
+        """
+        if self.images is None:
+            raise PermanentError("the scorer has no image store (SPR_DATA_ROOT) to open task images")
+        task = group.task
+        options = self.worker_options
+        try:
+            image = self.images.open_path(task.image.path, field="task.image.path")
+            if image.size != (task.image.width, task.image.height):
+                raise InputError(
+                    f"image is {image.size[0]}x{image.size[1]} pixels but the task records "
+                    f"{task.image.width}x{task.image.height}: boxes would be in the wrong space",
+                    field="task.image",
+                )
+            response = self.score(
+                ScoringInput(
+                    image=image,
+                    region=task.region,
+                    objects=task.objects,
+                    candidates=[(c.id, c.text) for c in group.candidates],
+                    format=group.format,
+                    options=options,
+                    resized_size=group.resized_size,
+                ),
+                field_prefix="",
+            )
+        except InputError as exc:
+            raise PermanentError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from exc
+        if response.pair is None:
+            return GroupResult(None, response.pair_skipped_reason, response)
+        pair = preference_pair(group, response, response.pair, self.settings_hash(options))
+        return GroupResult(pair, None, response)
+
+
+def _detector_key(phrase: str) -> str:
+    return phrase.strip().lower()

@@ -1,0 +1,166 @@
+"""The scorer's settings: one pydantic-settings class, environment prefix ``SPR_``.
+
+Only entry points (``spr scorer serve|worker``) build it from the environment; everything else receives
+it. Scorer-specific names carry ``scorer_`` (``SPR_SCORER_...``) so one env file can serve every
+service; the data root, Redis URL, device and queue behaviour are shared names.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from spr.shared.errors import SprError
+from spr.shared.queue import QueueConfig
+from spr.shared.schemas import LocalizationMode
+from spr.shared.scoring_api import ScoreOptions
+
+ENV_PREFIX = "SPR_"
+NO_MODEL = "none"
+
+
+class SettingsError(SprError):
+    """A setting is missing or invalid; the message names the environment variable and the fix."""
+
+
+def _is_none(value: str) -> bool:
+    return value.strip().lower() == NO_MODEL
+
+
+def _model_folder(value: str) -> str:
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder: give a local model folder (or '{NO_MODEL}')")
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} has no config.json: give a transformers model folder")
+    return str(folder.resolve())
+
+
+class ScorerSettings(BaseSettings):
+    """Configuration of ``spr scorer serve`` and ``spr scorer worker`` (environment prefix ``SPR_``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    data_root: Path | None = Field(
+        default=None, description="Folder that image paths are relative to (requests and queue tasks)."
+    )
+    scorer_semantic_model: str = Field(
+        description="Local CLIP folder (CLIPModel + processor) for S_sem, or 'none' for localization only."
+    )
+    scorer_detector_model: str | None = Field(
+        default=None,
+        description="Local Grounding DINO folder whose boxes for a text's phrases join S_loc; unset = off.",
+    )
+    scorer_detector_box_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
+    scorer_detector_text_threshold: float = Field(default=0.25, ge=0.0, le=1.0)
+    scorer_api_key: SecretStr | None = Field(
+        default=None, description="When set, every route but /healthz and /readyz needs this key."
+    )
+    scorer_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    scorer_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    scorer_max_image_pixels: int = Field(default=40_000_000, gt=0)
+    scorer_max_candidates: int = Field(default=64, gt=0)
+    scorer_batch_max_size: int = Field(default=64, gt=0, description="Texts per batched text forward.")
+    scorer_batch_max_regions: int = Field(default=16, gt=0, description="Regions per batched image forward.")
+    scorer_batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
+    # Scoring options of the queue worker (HTTP requests carry their own).
+    scorer_lambda: float = Field(default=0.8, ge=0.0, le=1.0)
+    scorer_iou_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    scorer_localization: LocalizationMode = "paper"
+    scorer_refine: bool = True
+    scorer_min_margin: float = Field(default=0.05, ge=0.0, le=2.0)
+    scorer_consumer: str = Field(
+        default_factory=lambda: f"scorer-{socket.gethostname()}-{os.getpid()}",
+        min_length=1,
+        description="Consumer name of this worker in the 'scorers' group.",
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL; required by the worker.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    queue_visibility_timeout_s: float = Field(default=60.0, ge=0.0)
+    queue_max_deliveries: int = Field(default=3, ge=1)
+    queue_backlog_limit: int = Field(default=1000, ge=0)
+    queue_block_ms: int = Field(default=1000, ge=0)
+
+    @field_validator("data_root")
+    @classmethod
+    def _data_root_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.expanduser().is_dir():
+            raise ValueError(f"{value} is not an existing folder")
+        return value.expanduser().resolve()
+
+    @field_validator("scorer_semantic_model")
+    @classmethod
+    def _semantic_folder(cls, value: str) -> str:
+        return NO_MODEL if _is_none(value) else _model_folder(value)
+
+    @field_validator("scorer_detector_model")
+    @classmethod
+    def _detector_folder(cls, value: str | None) -> str | None:
+        if value is None or _is_none(value):
+            return None
+        return _model_folder(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @classmethod
+    def from_env(cls) -> ScorerSettings:
+        """Settings from the ``SPR_*`` environment; raises SettingsError naming each bad variable."""
+        try:
+            return cls()  # type: ignore[call-arg]  # required fields come from the environment
+        except ValidationError as exc:
+            raise SettingsError(describe_settings_error(exc)) from None
+
+    @property
+    def semantic_model_path(self) -> Path | None:
+        if self.scorer_semantic_model == NO_MODEL:
+            return None
+        return Path(self.scorer_semantic_model)
+
+    @property
+    def detector_model_path(self) -> Path | None:
+        return None if self.scorer_detector_model is None else Path(self.scorer_detector_model)
+
+    def worker_options(self) -> ScoreOptions:
+        """The scoring options the queue worker applies to every candidate group."""
+        return ScoreOptions.model_validate(
+            {
+                "lambda": self.scorer_lambda,
+                "iou_threshold": self.scorer_iou_threshold,
+                "localization": self.scorer_localization,
+                "refine": self.scorer_refine,
+                "min_margin": self.scorer_min_margin,
+            }
+        )
+
+    def queue_config(self) -> QueueConfig:
+        return QueueConfig(
+            visibility_timeout_s=self.queue_visibility_timeout_s,
+            max_deliveries=self.queue_max_deliveries,
+            backlog_limit=self.queue_backlog_limit,
+            block_ms=self.queue_block_ms,
+        )
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line per invalid setting, named by its environment variable (never echoing secrets)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required but not set"
+            if name == "SPR_SCORER_SEMANTIC_MODEL":
+                message += f" (a local CLIP model folder, or '{NO_MODEL}' for localization-only scoring)"
+        lines.append(f"{name}: {message}")
+    return "invalid scorer settings: " + "; ".join(lines)

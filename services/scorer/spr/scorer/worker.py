@@ -1,0 +1,109 @@
+"""The queue worker: candidate groups in (``spr:candidates``), preference pairs out (``spr:pairs``).
+
+Each group is scored with the same scoring object as HTTP, using the worker options from the settings.
+The pair is published with item id = pair_id (deterministic from the task id), so a redelivered group
+cannot duplicate a pair; a group without a pair is only counted and logged. ``run_worker`` acks after
+the handler returns, i.e. after the pair is written. A group that can never be scored (invalid payload,
+missing image, ...) goes to ``spr:dead`` at once; other failures are retried, then dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from pydantic import ValidationError
+from spr.scorer.metrics import ScorerMetrics
+from spr.scorer.scoring import Scorer
+from spr.scorer.settings import ScorerSettings, SettingsError
+from spr.shared.queue import (
+    STREAM_CANDIDATES,
+    STREAM_PAIRS,
+    Delivery,
+    PermanentError,
+    Queue,
+    WorkerStats,
+    run_worker,
+)
+from spr.shared.schemas import CandidateGroup
+
+logger = logging.getLogger(__name__)
+
+GROUP = "scorers"
+
+
+def entry_age_s(entry_id: str, now: float | None = None) -> float:
+    """Seconds since a stream entry was added (its id starts with the Redis time in milliseconds)."""
+    try:
+        added_ms = int(entry_id.split("-", 1)[0])
+    except ValueError:
+        return 0.0
+    return max(0.0, (time.time() if now is None else now) - added_ms / 1000.0)
+
+
+class GroupHandler:
+    """Scores one delivered candidate group and publishes its pair (the ``run_worker`` handler)."""
+
+    def __init__(self, scorer: Scorer, queue: Queue, metrics: ScorerMetrics) -> None:
+        self.scorer = scorer
+        self.queue = queue
+        self.metrics = metrics
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.metrics.queue_lag.observe(entry_age_s(delivery.entry_id))
+        try:
+            group = delivery.parse(CandidateGroup)
+            result = self.scorer.score_group(group)
+        except (ValidationError, PermanentError):
+            self.metrics.dead_lettered.inc()
+            raise
+        self.metrics.observe_scores("queue", result.scores)
+        if result.pair is None:
+            logger.info("no pair for task %s: %s", group.task.task_id, result.skipped_reason)
+            return
+        if self.queue.publish(STREAM_PAIRS, result.pair.pair_id, result.pair):
+            logger.debug("pair %s (margin %.3f) published", result.pair.pair_id, result.pair.margin)
+        else:
+            logger.info("pair %s was already published (redelivered group)", result.pair.pair_id)
+
+
+def run_scorer_worker(
+    settings: ScorerSettings,
+    *,
+    scorer: Scorer,
+    queue: Queue | None = None,
+    metrics: ScorerMetrics | None = None,
+    stop: threading.Event | None = None,
+    max_items: int | None = None,
+    idle_exit_s: float | None = None,
+) -> WorkerStats:
+    """Consume ``spr:candidates`` as ``settings.scorer_consumer`` of group 'scorers' until stopped.
+
+    Returns when ``stop`` is set, after ``max_items`` groups, or after ``idle_exit_s`` idle seconds.
+    """
+    if queue is None:
+        if settings.redis_url is None:
+            raise SettingsError(
+                "SPR_REDIS_URL: is required by the scorer worker (e.g. redis://127.0.0.1:6379/0)"
+            )
+        queue = Queue.from_url(settings.redis_url, settings.queue_config())
+    handler = GroupHandler(scorer, queue, metrics or ScorerMetrics())
+    stats = run_worker(
+        queue,
+        STREAM_CANDIDATES,
+        GROUP,
+        settings.scorer_consumer,
+        handler,
+        stop=stop or threading.Event(),
+        max_items=max_items,
+        idle_exit_s=idle_exit_s,
+    )
+    logger.info(
+        "scorer worker %s done: %d processed, %d failed, %d dead-lettered",
+        settings.scorer_consumer,
+        stats.processed,
+        stats.failed,
+        stats.dead_lettered,
+    )
+    return stats

@@ -1,0 +1,198 @@
+"""Box geometry: IoU, clipping, the localization score S_loc and box refinement.
+
+Every box is ``(x1, y1, x2, y2)`` in absolute pixels of the *original* image (floats, ``x1 < x2``,
+``y1 < y2``); see :mod:`spr.shared.schemas`. Model box syntaxes never reach this module.
+
+``localization_score`` and ``refine_boxes`` sit on the scorer's hot path (every candidate of every
+region, a handful of boxes each: 10-15 µs per call for 5 GT x 6 predictions on one core). For so few boxes a
+plain Python loop beats numpy's fixed per-call cost, so they switch to ``iou_matrix`` only for larger
+inputs; scipy is imported only for the optional one-to-one ("hungarian") mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from spr.shared.schemas import LocalizationMode
+
+BoxT = tuple[float, float, float, float]
+BoxesLike = Sequence[BoxT] | npt.NDArray[np.float64]
+
+__all__ = [
+    "BoxT",
+    "Localization",
+    "Match",
+    "clip_box",
+    "iou_matrix",
+    "localization_score",
+    "refine_boxes",
+]
+
+
+@dataclass(frozen=True)
+class Match:
+    """One GT object counted by S_loc: its index, the prediction's index and their IoU (>= threshold)."""
+
+    gt: int
+    pred: int
+    iou: float
+
+
+@dataclass(frozen=True)
+class Localization:
+    """S_loc in [0, 1] and the (GT, prediction) pairs that contributed to it, ordered by GT index."""
+
+    score: float
+    matches: list[Match]
+
+
+def _as_array(boxes: BoxesLike) -> npt.NDArray[np.float64]:
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (n, 4) as [x1, y1, x2, y2] pixels, got shape {arr.shape}")
+    return arr
+
+
+def iou_matrix(a: BoxesLike, b: BoxesLike) -> npt.NDArray[np.float64]:
+    """Intersection over union of every box in ``a`` with every box in ``b``.
+
+    Boxes are ``(x1, y1, x2, y2)`` pixels in one coordinate space. Returns a float64 array of shape
+    ``(len(a), len(b))`` with values in [0, 1]; a pair whose union is empty (two zero-area boxes) has
+    IoU 0.
+    """
+    aa = _as_array(a)
+    bb = _as_array(b)
+    # Broadcasting (n, 1) columns against (m,) rows: one pass, no Python loop.
+    ax1, ay1, ax2, ay2 = (col[:, None] for col in aa.T)
+    bx1, by1, bx2, by2 = bb.T
+    inter = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0.0) * np.maximum(
+        np.minimum(ay2, by2) - np.maximum(ay1, by1), 0.0
+    )
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    # union >= inter, so a floor on the union only matters when both are 0 (two zero-area boxes).
+    iou: npt.NDArray[np.float64] = inter / np.maximum(union, 1e-12)
+    return iou
+
+
+def clip_box(box: BoxT, width: float, height: float) -> BoxT | None:
+    """Clip a pixel box to the image ``[0, width] x [0, height]``; ``None`` when nothing is left."""
+    x1 = min(max(float(box[0]), 0.0), float(width))
+    y1 = min(max(float(box[1]), 0.0), float(height))
+    x2 = min(max(float(box[2]), 0.0), float(width))
+    y2 = min(max(float(box[3]), 0.0), float(height))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return (x1, y1, x2, y2)
+
+
+def localization_score(
+    gt: Sequence[BoxT],
+    pred: Sequence[BoxT],
+    *,
+    threshold: float = 0.5,
+    mode: LocalizationMode = "paper",
+) -> Localization:
+    """The localization score ``S_loc`` of predicted boxes against a region's GT boxes.
+
+    ``p[i, j] = IoU(gt_i, pred_j)`` when that IoU is >= ``threshold``, else 0, and ``n = len(gt)``.
+
+    - ``"paper"``: ``S_loc = (1/n) * sum_i max_j p[i, j]``, the paper's formula. One prediction may
+      count for several GT objects; extra predictions are not penalised. Each counted GT is matched to
+      its best prediction (the lowest index on ties).
+    - ``"hungarian"``: predictions and GT objects are matched one-to-one so that the sum of ``p`` is
+      maximal (scipy's ``linear_sum_assignment``); ``S_loc = (1/n) * sum over matched pairs of p``.
+
+    Boxes are pixels of one image. With no GT objects the score is 0.0 (nothing to localize earns no
+    reward); with no predictions it is 0.0 too. Returns the score in [0, 1] and the matches (pairs
+    with ``p > 0`` only), ordered by GT index.
+    """
+    _check_threshold(threshold)
+    n = len(gt)
+    if n == 0 or len(pred) == 0:
+        return Localization(0.0, [])
+    if mode == "paper":
+        # max_j p[i, j] is the best IoU when it reaches the threshold, else 0: no matrix needed.
+        best, best_iou = _best_matches(gt, pred)
+        matches = [
+            Match(i, j, v)
+            for i, (j, v) in enumerate(zip(best, best_iou, strict=True))
+            if v >= threshold and v > 0.0
+        ]
+        return Localization(sum(m.iou for m in matches) / n, matches)
+    if mode == "hungarian":
+        from scipy.optimize import linear_sum_assignment
+
+        p = iou_matrix(gt, pred)
+        p[p < threshold] = 0.0
+        # Assigning on p (not raw IoU) maximises the score itself: a pair below the threshold is
+        # worth nothing, so it must not pull a prediction away from a GT where it would count.
+        rows, cols = linear_sum_assignment(p, maximize=True)
+        matches = [
+            Match(i, j, v)
+            for i, j, v in zip(rows.tolist(), cols.tolist(), p[rows, cols].tolist(), strict=True)
+            if v > 0.0
+        ]
+        return Localization(sum(m.iou for m in matches) / n, matches)
+    raise ValueError(f"unknown localization mode {mode!r}: use 'paper' or 'hungarian'")
+
+
+def refine_boxes(pred: Sequence[BoxT], gt: Sequence[BoxT], *, threshold: float = 0.5) -> list[BoxT]:
+    """Refinement: each predicted box whose IoU with some GT box is > ``threshold`` (strictly) becomes
+    its best-IoU GT box (the lowest GT index on ties); every other box is kept as it is.
+
+    Boxes are pixels of one image. Returns one box per prediction, in the same order (the very box
+    objects given, taken from ``gt`` or ``pred``).
+    """
+    _check_threshold(threshold)
+    if len(pred) == 0 or len(gt) == 0:
+        return list(pred)
+    best, best_iou = _best_matches(pred, gt)
+    return [gt[j] if v > threshold else box for box, j, v in zip(pred, best, best_iou, strict=True)]
+
+
+# Below this many box pairs a plain Python loop beats numpy's fixed cost per call (array creation and
+# a dozen ufunc calls); measured crossover on one core is 100-150 pairs of float tuples.
+_PYTHON_PAIRS_MAX = 128
+
+
+def _best_matches(a: Sequence[BoxT], b: Sequence[BoxT]) -> tuple[list[int], list[float]]:
+    """For each box of ``a``: the index of its best-IoU box in ``b`` (lowest on ties) and that IoU."""
+    if len(a) * len(b) > _PYTHON_PAIRS_MAX:
+        iou = iou_matrix(a, b)
+        best = iou.argmax(axis=1)
+        return best.tolist(), iou[np.arange(len(a)), best].tolist()
+    b_rows = [(bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1)) for bx1, by1, bx2, by2 in b]
+    best_j: list[int] = []
+    best_v: list[float] = []
+    for ax1, ay1, ax2, ay2 in a:
+        area_a = (ax2 - ax1) * (ay2 - ay1)
+        top = 0.0
+        top_j = 0
+        j = -1
+        for bx1, by1, bx2, by2, area_b in b_rows:
+            j += 1
+            # Conditional expressions, not min()/max(): a builtin call costs ~10x more here.
+            iw = (ax2 if ax2 < bx2 else bx2) - (ax1 if ax1 > bx1 else bx1)
+            if iw <= 0.0:
+                continue
+            ih = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
+            if ih <= 0.0:
+                continue
+            inter = iw * ih
+            union = area_a + area_b - inter
+            if union > 0.0 and inter / union > top:
+                top = inter / union
+                top_j = j
+        best_j.append(top_j)
+        best_v.append(float(top))
+    return best_j, best_v
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"IoU threshold must be in [0, 1], got {threshold}")

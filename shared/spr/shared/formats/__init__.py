@@ -1,0 +1,139 @@
+"""Grounding formats: parse and render the box syntax of each grounding model, in one place.
+
+Every box given to or returned by this package is ``(x1, y1, x2, y2)`` in absolute pixels of the
+ORIGINAL image (``image_size``). The model's own coordinate space (a 0-999 or 0-1000 grid, [0, 1]
+decimals, a 32 x 32 cell grid, or pixels of the image as resized by its processor) exists only inside
+the format modules: ``ferret``, ``shikra``, ``qwen2vl``, ``qwen25vl``, ``internvl``, ``kosmos2``.
+
+Parsing never raises on model output: what could not be read is listed in ``ParseResult.problems``
+(policy in :mod:`spr.shared.formats.parsing`). :class:`FormatError` is raised only for bad arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spr.shared.formats import ferret, internvl, kosmos2, qwen2vl, qwen25vl, shikra
+from spr.shared.formats.codec import Codec, FormatError, PhraseBoxes, checked_box
+from spr.shared.formats.grids import BoxT
+from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
+
+__all__ = [
+    "FAMILY_FORMATS",
+    "BoxT",
+    "FormatError",
+    "parse",
+    "render",
+    "render_box",
+    "replace_boxes",
+    "strip_boxes",
+]
+
+_CODECS: dict[str, Codec] = {
+    "ferret": ferret.CODEC,
+    "shikra": shikra.CODEC,
+    "qwen2vl": qwen2vl.CODEC,
+    "qwen25vl": qwen25vl.CODEC,
+    "internvl": internvl.CODEC,
+    "kosmos2": kosmos2.CODEC,
+}
+
+# Hugging Face ``config.model_type`` -> the box syntax the model writes. Qwen3-VL is not listed: it
+# writes bbox_2d JSON like Qwen2.5-VL but on a 0-1000 relative grid, which no format here covers.
+FAMILY_FORMATS: dict[str, GroundingFormat] = {
+    "qwen2_vl": "qwen2vl",
+    "qwen2_5_vl": "qwen25vl",
+    "internvl_chat": "internvl",
+    "internvl": "internvl",
+    "kosmos-2": "kosmos2",
+    "ferret": "ferret",
+    "ferret_llama": "ferret",
+    "shikra": "shikra",
+}
+
+
+def _codec(fmt: str) -> Codec:
+    codec = _CODECS.get(fmt)
+    if codec is None:
+        raise FormatError(f"unknown grounding format {fmt!r}: use one of {', '.join(GROUNDING_FORMATS)}")
+    return codec
+
+
+def parse(
+    text: str, fmt: GroundingFormat, *, image_size: Size, resized_size: Size | None = None
+) -> ParseResult:
+    """The grounded phrases of a model's ``text``, boxes in pixels of the original image.
+
+    ``image_size``: the original image (width, height) in pixels. ``resized_size``: the image as resized
+    by the model's processor, required for ``qwen25vl`` (whose coordinates are resized pixels). Phrase
+    spans index the phrase text in ``text``; box spans index each box's coordinate text. Problems (malformed,
+    truncated, out-of-range or inverted boxes) are listed, never raised.
+    """
+    return _codec(fmt).parse(text, image_size, resized_size)
+
+
+def render_box(
+    box: Sequence[float], fmt: GroundingFormat, *, image_size: Size, resized_size: Size | None = None
+) -> str:
+    """One box (original-image pixels) written completely in the model's syntax.
+
+    E.g. ferret ``[120, 340, 260, 512]``, qwen2vl ``<|box_start|>(120,340),(260,512)<|box_end|>``,
+    internvl ``<box>[[120, 340, 260, 512]]</box>``, kosmos2 ``<object><patch_index_..>..</object>``,
+    qwen25vl the bbox_2d list ``[x1, y1, x2, y2]`` in resized pixels. Parts outside the image are clipped.
+    """
+    codec = _codec(fmt)
+    return codec.render_box(checked_box(box, image_size, "box"), image_size, resized_size)
+
+
+def render(
+    phrases: PhraseBoxes, fmt: GroundingFormat, *, image_size: Size, resized_size: Size | None = None
+) -> str:
+    """A description built from (phrase, boxes) pairs, boxes in original-image pixels.
+
+    ``parse(render(p))`` gives back the boxes up to the format's quantisation (one grid step; one cell
+    for kosmos2). Phrase texts are written as given.
+    """
+    return _codec(fmt).render(phrases, image_size, resized_size)
+
+
+def replace_boxes(
+    text: str,
+    parsed: ParseResult,
+    new_boxes: Sequence[Sequence[float]],
+    fmt: GroundingFormat,
+    *,
+    image_size: Size,
+    resized_size: Size | None = None,
+) -> str:
+    """``text`` with each parsed box's coordinate text rewritten for the matching new box.
+
+    ``parsed`` must be ``parse(text, fmt, ...)``; ``new_boxes`` (original-image pixels) are in the order
+    of ``parsed.all_boxes()``. Only the box spans change: every other character is byte-identical.
+    """
+    codec = _codec(fmt)
+    spans = [span for phrase in parsed.phrases for span in phrase.box_spans]
+    if len(new_boxes) != len(spans):
+        raise FormatError(
+            f"new_boxes has {len(new_boxes)} boxes but the parsed text has {len(spans)}: give one box per "
+            "parsed box, in parsed.all_boxes() order"
+        )
+    order = sorted(range(len(spans)), key=spans.__getitem__)
+    pieces: list[str] = []
+    pos = 0
+    for i in order:
+        start, end = spans[i]
+        if start < pos or end > len(text) or end < start:
+            raise FormatError(
+                f"parsed box span {spans[i]} does not fit the text: pass the ParseResult of this text"
+            )
+        box = checked_box(new_boxes[i], image_size, f"new_boxes[{i}]")
+        pieces.append(text[pos:start])
+        pieces.append(codec.coords(box, image_size, resized_size, text[start:end]))
+        pos = end
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+def strip_boxes(text: str, fmt: GroundingFormat) -> str:
+    """``text`` without box coordinates and special tags, phrase words kept (T' of S_sem)."""
+    return _codec(fmt).strip(text)

@@ -1,0 +1,159 @@
+"""Formats that write a box as a bracketed number list after its phrase in plain text (ferret, shikra).
+
+``a red cup [120, 340, 260, 512] on a table [0, 500, 999, 999].``
+
+Phrase rule (the syntax has no phrase markers): a box's phrase is the text since the previous box or
+the last sentence boundary (``. ! ? ; :`` followed by a space, or a newline), whichever is later,
+without surrounding spaces and ``, ; : (``. It may be empty. A box separated from the previous box by
+nothing but spaces and commas (``a cup [..], [..]`` or ``[..][..]``) belongs to the same phrase, so an
+empty phrase right after a box cannot be written. Several boxes inside one bracket, separated by ``;``
+(shikra's own multi-box syntax ``[x1,y1,x2,y2;x1,y1,x2,y2]``), belong to one phrase too.
+
+A bracket counts as a box only when it starts with a number (or is an unclosed ``[`` at the end of
+the text); ``[see note]`` is plain text. Box spans: the whole bracket for a one-box bracket; for a
+``;`` bracket, each box's number list without the brackets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
+from spr.shared.formats.grids import BoxT, GridBox, LinearGrid, linear_grid
+from spr.shared.formats.parsing import ParseBuilder, read_numbers, snippet
+from spr.shared.schemas import ParseResult, Size
+
+_BRACKET = re.compile(r"\[(?=\s*[-+.\d]|\s*\Z)([^\[\]\n]*)(\])?")
+_SAME_PHRASE = re.compile(r"[\s,]*")
+_LAST_BOUNDARY = re.compile(r".*(?:[.!?;:](?=\s)|\n)", re.S)
+_PHRASE_CORE = re.compile(r"[\s,;:(]*(.*?)[\s,;:(]*", re.S)
+_SEGMENT = re.compile(r"[^;]+")
+_STRIP_BOX = re.compile(r"\s*\[(?=\s*[-+.\d]|\s*\Z)[^\[\]\n]*(?:\]|\Z)")
+
+
+class BracketCodec:
+    """A bracketed-number-list format on a 1000-step grid.
+
+    ``vmax``: the largest grid value (999 for ferret, 1000 for shikra); ``scale``: grid steps per unit
+    of the numbers written (1 for ferret's integers, 1000 for shikra's [0, 1] decimals);
+    ``fast``: a regex that fully matches the common spelling of one box's numbers, groups 1-4;
+    ``write``: grid values -> the number list without brackets; ``multi_sep``: how several boxes of
+    one phrase are joined when rendering.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        vmax: int,
+        scale: int,
+        integers: bool,
+        fast: re.Pattern[str],
+        write: Callable[[GridBox], str],
+        multi_sep: str,
+        range_text: str,
+    ) -> None:
+        self.name = name
+        self._vmax = vmax
+        self._scale = scale
+        self._integers = integers
+        self._fast = fast
+        self._write = write
+        self._multi_sep = multi_sep
+        self._range_text = range_text
+
+    def _grid(self, image_size: Size) -> LinearGrid:
+        return linear_grid(
+            image_size.width, image_size.height, 1000, 1000, self._vmax, self._vmax, self._range_text
+        )
+
+    def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
+        grid = self._grid(image_size)
+        b = ParseBuilder(text)
+        prev_end = -1
+        for m in _BRACKET.finditer(text):
+            start, end = m.span()
+            if m.group(2) is None:
+                if end == len(text):
+                    b.problem(
+                        "truncated_box",
+                        f"box {snippet(m.group())!r} is cut off at the end of the text; dropped",
+                        start,
+                        end,
+                    )
+                else:
+                    b.problem(
+                        "malformed_box", f"bracket {snippet(m.group())!r} is not closed; dropped", start, end
+                    )
+                continue
+            if prev_end < 0 or not _SAME_PHRASE.fullmatch(text, prev_end, start):
+                lo = max(prev_end, 0)
+                boundary = _LAST_BOUNDARY.match(text, lo, start)
+                core = _PHRASE_CORE.fullmatch(text, boundary.end() if boundary else lo, start)
+                s, e = core.span(1) if core else (start, start)
+                if s == e:
+                    s = e = start
+                b.open_phrase(text[s:e], s, e)
+            prev_end = end
+            content_start = start + 1
+            if ";" in m.group(1):
+                for seg in _SEGMENT.finditer(text, content_start, end - 1):
+                    s, e = seg.span()
+                    while s < e and text[s].isspace():
+                        s += 1
+                    while e > s and text[e - 1].isspace():
+                        e -= 1
+                    if s < e:
+                        self._read(b, text, s, e, s, e, grid)
+            else:
+                self._read(b, text, content_start, end - 1, start, end, grid)
+        return b.result()
+
+    def _read(
+        self, b: ParseBuilder, text: str, cs: int, ce: int, start: int, end: int, grid: LinearGrid
+    ) -> None:
+        """Read the numbers in text[cs:ce]; the box's span is [start, end)."""
+        scale = self._scale
+        m = self._fast.fullmatch(text, cs, ce)
+        if m is not None:
+            values: list[float]
+            if scale == 1:
+                values = [int(m[1]), int(m[2]), int(m[3]), int(m[4])]
+            else:
+                values = [float(m[1]) * scale, float(m[2]) * scale, float(m[3]) * scale, float(m[4]) * scale]
+            b.add_linear(values, start, end, grid)
+            return
+        read = read_numbers(text[cs:ce], integers=self._integers)
+        if isinstance(read, str):
+            b.problem("malformed_box", f"box {snippet(text[start:end])!r}: {read}; dropped", start, end)
+            return
+        b.add_linear([v * scale for v in read], start, end, grid)
+
+    def coords(self, box: BoxT, image_size: Size, resized_size: Size | None, original: str) -> str:
+        numbers = self._write(self._grid(image_size).encode(box))
+        return f"[{numbers}]" if original.startswith("[") else numbers
+
+    def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
+        box = checked_box(box, image_size, "box")
+        return f"[{self._write(self._grid(image_size).encode(box))}]"
+
+    def render(self, phrases: PhraseBoxes, image_size: Size, resized_size: Size | None) -> str:
+        grid = self._grid(image_size)
+        parts: list[str] = []
+        for i, (phrase, boxes) in enumerate(phrases):
+            coords = [
+                self._write(grid.encode(checked_box(box, image_size, f"phrases[{i}] box {j}")))
+                for j, box in enumerate(boxes)
+            ]
+            if self._multi_sep == ";":
+                written = f"[{';'.join(coords)}]" if coords else ""
+            else:
+                written = self._multi_sep.join(f"[{c}]" for c in coords)
+            part = f"{phrase} {written}" if phrase and written else phrase or written
+            if part:
+                parts.append(part)
+        return ", ".join(parts) + "." if parts else ""
+
+    def strip(self, text: str) -> str:
+        return tidy_text(_STRIP_BOX.sub(" ", text))

@@ -1,0 +1,116 @@
+"""Coordinate grids of the grounding formats: model coordinates <-> absolute original-image pixels.
+
+Two kinds of grid exist. A :class:`LinearGrid` maps a value ``v`` on an axis of ``steps`` units to the
+pixel ``v * size / steps`` (ferret, shikra, qwen2vl, internvl: 1000 steps; qwen25vl: the resized image's
+pixels). A :class:`CellGrid` cuts the image into ``cells x cells`` cells and a box is the pair of its
+top-left and bottom-right cells (kosmos2). Encoding quantises a pixel box onto the grid; decoding gives
+the exact pixel value of a grid value, so ``encode(decode(v)) == v`` for every valid grid value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+BoxT = tuple[float, float, float, float]
+GridBox = tuple[int, int, int, int]
+
+# Float slack when a decoded cell boundary is encoded again (col / 32 * W * 32 / W may land just
+# below col): far below any pixel, far above float error.
+_CELL_EPS = 1e-6
+
+
+def _encode_axis(lo_px: float, hi_px: float, size: int, steps: int, vmax: int) -> tuple[int, int]:
+    # int() truncates where floor() rounds down, which differs only below 0, where both clamp to 0.
+    lo = int(lo_px * steps / size + 0.5)
+    hi = int(hi_px * steps / size + 0.5)
+    lo = 0 if lo < 0 else vmax if lo > vmax else lo
+    hi = 0 if hi < 0 else vmax if hi > vmax else hi
+    if hi <= lo:
+        # A valid box that rounds to zero width becomes the smallest box the grid can write (one step),
+        # so a rendered box is never parsed back as empty.
+        if lo < vmax:
+            hi = lo + 1
+        else:
+            lo, hi = vmax - 1, vmax
+    return lo, hi
+
+
+@dataclass(frozen=True, slots=True)
+class LinearGrid:
+    """Values ``0..max_x`` / ``0..max_y`` where ``steps_x`` / ``steps_y`` units span the original image.
+
+    ``width`` and ``height`` are the original image's pixels; ``range_text`` names the valid range of the
+    values as the model writes them (for problem messages).
+    """
+
+    width: int
+    height: int
+    steps_x: int
+    steps_y: int
+    max_x: int
+    max_y: int
+    range_text: str
+
+    def decode(self, x1: float, y1: float, x2: float, y2: float) -> BoxT:
+        """Grid values (already checked to be in range and ordered) -> original-image pixels."""
+        w, h, sx, sy = self.width, self.height, self.steps_x, self.steps_y
+        return (x1 * w / sx, y1 * h / sy, x2 * w / sx, y2 * h / sy)
+
+    def encode(self, box: BoxT) -> GridBox:
+        """Original-image pixels -> grid values (round half up, clamped into range, never empty)."""
+        x1, x2 = _encode_axis(box[0], box[2], self.width, self.steps_x, self.max_x)
+        y1, y2 = _encode_axis(box[1], box[3], self.height, self.steps_y, self.max_y)
+        return (x1, y1, x2, y2)
+
+
+@dataclass(frozen=True, slots=True)
+class CellGrid:
+    """The image cut into ``cells x cells`` cells; a box is its top-left and bottom-right cell.
+
+    Cell index = ``row * cells + col``. A box decodes to the outer bounds of its two corner cells:
+    ``x1 = col1 / cells * W`` and ``x2 = (col2 + 1) / cells * W`` (pixels of the original image).
+    """
+
+    width: int
+    height: int
+    cells: int
+
+    @property
+    def max_index(self) -> int:
+        return self.cells * self.cells - 1
+
+    def decode(self, first: int, last: int) -> BoxT:
+        """Two cell indexes (in range, first above-left of last) -> original-image pixels."""
+        n, w, h = self.cells, self.width, self.height
+        r1, c1 = divmod(first, n)
+        r2, c2 = divmod(last, n)
+        return (c1 * w / n, r1 * h / n, (c2 + 1) * w / n, (r2 + 1) * h / n)
+
+    def encode(self, box: BoxT) -> tuple[int, int]:
+        """Original-image pixels -> (top-left cell index, bottom-right cell index)."""
+        n = self.cells
+        c1, c2 = self._axis(box[0], box[2], self.width)
+        r1, r2 = self._axis(box[1], box[3], self.height)
+        return (r1 * n + c1, r2 * n + c2)
+
+    def _axis(self, lo_px: float, hi_px: float, size: int) -> tuple[int, int]:
+        n = self.cells
+        lo = min(max(math.floor(lo_px * n / size + _CELL_EPS), 0), n - 1)
+        hi = min(max(math.ceil(hi_px * n / size - _CELL_EPS) - 1, 0), n - 1)
+        return lo, max(lo, hi)
+
+
+@lru_cache(maxsize=4096)
+def linear_grid(
+    width: int, height: int, steps_x: int, steps_y: int, max_x: int, max_y: int, range_text: str
+) -> LinearGrid:
+    """A cached :class:`LinearGrid` (parsing builds one per call; most calls repeat a few sizes)."""
+    return LinearGrid(width, height, steps_x, steps_y, max_x, max_y, range_text)
+
+
+@lru_cache(maxsize=4096)
+def cell_grid(width: int, height: int, cells: int) -> CellGrid:
+    """A cached :class:`CellGrid`."""
+    return CellGrid(width, height, cells)

@@ -1,0 +1,179 @@
+"""Assembling a :class:`ParseResult` from what a format's scanner finds, with one problem policy.
+
+Policy for boxes on a linear grid (every format but kosmos2, which follows the same rules in its
+module):
+
+* ``inverted_box``: corners written in reverse order (x1 > x2 or y1 > y2) are swapped and the box is
+  kept; a box of zero width or height (x1 == x2 or y1 == y2) is dropped.
+* ``out_of_range``: values outside the format's range are clamped into it (= the box is clipped into
+  the image) and the box is kept, unless nothing of it is left inside the image, then it is dropped.
+* ``malformed_box`` / ``truncated_box``: the box is dropped (the scanner reports these).
+
+Boxes are built here only from values the scanner has checked (every box finite with x1 < x2,
+y1 < y2; spans inside the text), so the schema objects are made without a second validation, by
+:func:`trusted`: parsing is in the scorer's hot path (pydantic's ``model_construct`` alone would cost
+more than the whole scan).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from spr.shared.formats.grids import BoxT, LinearGrid
+from spr.shared.schemas import ParseProblem, ParseResult, Phrase, ProblemKind
+
+M = TypeVar("M", bound=BaseModel)
+
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_INTEGER = re.compile(r"[-+]?\d+")
+_SEPARATORS = frozenset("()[],; \t\r\n")
+_SNIPPET = 60
+_set = object.__setattr__
+
+
+def trusted(cls: type[M], fields: dict[str, Any]) -> M:
+    """An instance of ``cls`` from already-validated values for ALL its fields, without validation.
+
+    What ``model_construct`` does for a model without aliases, defaults in use, extras or post-init
+    hooks, minus its per-field bookkeeping. The tests compare every parse result with its validated copy.
+    """
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", fields)
+    _set(obj, "__pydantic_fields_set__", set(fields))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+for _model in (Phrase, ParseProblem, ParseResult):
+    # trusted() skips what model_construct would do for these; fail loudly if a schema grows any of it.
+    if _model.__pydantic_post_init__ is not None or _model.__private_attributes__:
+        raise TypeError(f"{_model.__name__} has post-init or private attributes: trusted() cannot build it")
+
+
+def snippet(text: str) -> str:
+    """``text`` shortened for a problem message."""
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
+
+
+def read_numbers(content: str, *, integers: bool) -> list[float] | str:
+    """The 4 numbers of a box's coordinate text, or a message saying why they cannot be read.
+
+    Separators (commas, brackets, parentheses, spaces) are ignored, anything else is an error.
+    """
+    residue = {c for c in _NUMBER.sub("", content) if c not in _SEPARATORS}
+    if residue:
+        return f"unexpected characters {''.join(sorted(residue))!r} among the coordinates"
+    tokens = _NUMBER.findall(content)
+    if len(tokens) != 4:
+        return f"expected 4 coordinates, found {len(tokens)}"
+    if integers and not all(_INTEGER.fullmatch(t) for t in tokens):
+        return "expected integer coordinates"
+    values = [float(t) for t in tokens]
+    if not all(math.isfinite(v) for v in values):
+        return "non-finite coordinate"
+    return values
+
+
+class ParseBuilder:
+    """Collects phrases, boxes and problems in text order; :meth:`result` gives the ParseResult."""
+
+    __slots__ = ("_box_spans", "_boxes", "_phrase", "phrases", "problems", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.phrases: list[Phrase] = []
+        self.problems: list[ParseProblem] = []
+        self._phrase: tuple[str, int, int] | None = None
+        self._boxes: list[BoxT] = []
+        self._box_spans: list[tuple[int, int]] = []
+
+    def open_phrase(self, text: str, start: int, end: int) -> None:
+        """Start a new phrase (closing the current one); its span is [start, end) in the raw text."""
+        if self._phrase is not None:
+            self._close()
+        self._phrase = (text, start, end)
+
+    def _close(self) -> None:
+        if self._phrase is not None:
+            text, start, end = self._phrase
+            if text or self._boxes:  # a box-less phrase with no text (all its boxes dropped) is noise
+                self.phrases.append(
+                    trusted(
+                        Phrase,
+                        {
+                            "text": text,
+                            "span": (start, end),
+                            "boxes": self._boxes,
+                            "box_spans": self._box_spans,
+                        },
+                    )
+                )
+            self._boxes = []
+            self._box_spans = []
+            self._phrase = None
+
+    def problem(self, kind: ProblemKind, message: str, start: int, end: int) -> None:
+        self.problems.append(trusted(ParseProblem, {"kind": kind, "message": message, "span": (start, end)}))
+
+    def add_box(self, box: BoxT, start: int, end: int) -> None:
+        """Append a checked box (original-image pixels) whose coordinate text is [start, end)."""
+        if self._phrase is None:
+            self._phrase = ("", start, start)
+        self._boxes.append(box)
+        self._box_spans.append((start, end))
+
+    def add_linear(self, values: Sequence[float], start: int, end: int, grid: LinearGrid) -> None:
+        """Check grid values ``x1, y1, x2, y2`` per the module's policy, decode and append the box."""
+        x1, y1, x2, y2 = values
+        mx, my = grid.max_x, grid.max_y
+        if 0 <= x1 < x2 <= mx and 0 <= y1 < y2 <= my and self._phrase is not None:
+            # The common case, nothing to report: decoded inline (hot path).
+            w, h, sx, sy = grid.width, grid.height, grid.steps_x, grid.steps_y
+            box = (x1 * w / sx, y1 * h / sy, x2 * w / sx, y2 * h / sy)
+            # Values a float apart can decode to one pixel value; such a box is empty, see below.
+            if box[0] < box[2] and box[1] < box[3]:
+                self._boxes.append(box)
+                self._box_spans.append((start, end))
+                return
+        if x1 > x2 or y1 > y2:
+            self.problem(
+                "inverted_box",
+                f"box {snippet(self.text[start:end])!r} has its corners in reverse order; swapped",
+                start,
+                end,
+            )
+            x1, x2 = min(x1, x2), max(x1, x2)
+            y1, y2 = min(y1, y2), max(y1, y2)
+        box = grid.decode(x1, y1, x2, y2)
+        if not (box[0] < box[2] and box[1] < box[3]):
+            self.problem(
+                "inverted_box",
+                f"box {snippet(self.text[start:end])!r} is empty (x1 == x2 or y1 == y2); dropped",
+                start,
+                end,
+            )
+            return
+        if x1 < 0 or y1 < 0 or x2 > mx or y2 > my:
+            x1, x2 = min(max(x1, 0), mx), min(max(x2, 0), mx)
+            y1, y2 = min(max(y1, 0), my), min(max(y2, 0), my)
+            box = grid.decode(x1, y1, x2, y2)
+            empty = not (box[0] < box[2] and box[1] < box[3])
+            self.problem(
+                "out_of_range",
+                f"box {snippet(self.text[start:end])!r} has values outside {grid.range_text}; "
+                + ("nothing of it is inside the image, dropped" if empty else "clamped into range"),
+                start,
+                end,
+            )
+            if empty:
+                return
+        self.add_box(box, start, end)
+
+    def result(self) -> ParseResult:
+        self._close()
+        return trusted(ParseResult, {"phrases": self.phrases, "problems": self.problems})

@@ -1,0 +1,98 @@
+"""The scan shared by formats that mark phrases and boxes with tags (qwen2vl, internvl, kosmos2).
+
+Each format gives one regex whose matches are events, told apart by the outer named group that matched:
+``P`` a phrase (groups ``ref``: the phrase text, ``ref_end``: its closing tag), ``B`` a box (``box``: the
+coordinate text between the tags, ``box_end``: the closing tag), and ``PB`` a phrase directly followed
+by one box in the common spelling (``pref``: the phrase text, ``pbox``: the coordinate text, and the
+numbers as ``v1``...), which is the hot path and must be tried first. The format also gives two
+readers: one for a ``B`` box's content, one for a ``PB`` match's numbers.
+
+Grouping rule: a box belongs to the phrase whose closing tag (or whose previous box) it follows with
+nothing but whitespace in between; any other box starts a phrase with empty text whose span is
+``[p, p]`` at the box's opening tag. A phrase tag without a box is kept as a phrase with no boxes.
+A phrase cut off by the end of the text is reported as ``unparsed``; one whose closing tag is missing
+but is followed by another tag is read anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol, TypeVar
+
+from spr.shared.formats.parsing import ParseBuilder, snippet
+from spr.shared.schemas import ParseResult
+
+G = TypeVar("G", contravariant=True)
+
+_BLANK = re.compile(r"\s*")
+
+
+class BoxReader(Protocol[G]):
+    def __call__(self, b: ParseBuilder, text: str, cs: int, ce: int, closed: bool, grid: G) -> None:
+        """Read the box content text[cs:ce]; ``closed`` tells whether its closing tag follows."""
+        ...
+
+
+class PairReader(Protocol[G]):
+    def __call__(self, b: ParseBuilder, m: re.Match[str], grid: G) -> None:
+        """Add the box of a ``PB`` match (its phrase is already open)."""
+        ...
+
+
+def at_end(text: str, pos: int) -> bool:
+    """Whether only whitespace follows ``pos``: the text was cut off there."""
+    return _BLANK.fullmatch(text, pos) is not None
+
+
+def parse_tagged(
+    text: str, events: re.Pattern[str], read_box: BoxReader[G], read_pair: PairReader[G], grid: G
+) -> ParseResult:
+    """Phrases and boxes found by ``events`` in ``text``, boxes read on ``grid``."""
+    b = ParseBuilder(text)
+    attach_from = -1  # end of the current phrase's last event; -1: no phrase to attach boxes to
+    for m in events.finditer(text):
+        kind = m.lastgroup
+        if kind == "B":
+            start = m.start()
+            if attach_from < 0 or not _BLANK.fullmatch(text, attach_from, start):
+                b.open_phrase("", start, start)
+            read_box(b, text, m.start("box"), m.end("box"), m.group("box_end") is not None, grid)
+        else:
+            if kind == "P" and m.group("ref_end") is None and at_end(text, m.end()):
+                b.problem(
+                    "unparsed",
+                    f"phrase {snippet(m.group())!r} is cut off at the end of the text",
+                    m.start(),
+                    m.end(),
+                )
+                attach_from = -1
+                continue
+            s, e = m.span("pref" if kind == "PB" else "ref")
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            b.open_phrase(text[s:e], s, e)
+            if kind == "PB":
+                read_pair(b, m, grid)
+        attach_from = m.end()
+    return b.result()
+
+
+def content_span(text: str, cs: int, ce: int) -> tuple[int, int]:
+    """text[cs:ce] without surrounding whitespace, as a span."""
+    while cs < ce and text[cs].isspace():
+        cs += 1
+    while ce > cs and text[ce - 1].isspace():
+        ce -= 1
+    return cs, ce
+
+
+def report_unreadable(b: ParseBuilder, text: str, s: int, e: int, closed: bool, why: str) -> None:
+    """A box whose coordinates cannot be read: truncated when the text ends inside it, else malformed."""
+    if not closed and at_end(text, e):
+        b.problem(
+            "truncated_box", f"box {snippet(text[s:e])!r} is cut off at the end of the text; dropped", s, e
+        )
+    else:
+        b.problem("malformed_box", f"box {snippet(text[s:e])!r}: {why}; dropped", s, e)

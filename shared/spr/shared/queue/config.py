@@ -1,0 +1,66 @@
+"""Queue configuration and the names of the pipeline's streams and bookkeeping keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STREAM_TASKS = "spr:tasks"
+STREAM_CANDIDATES = "spr:candidates"
+STREAM_PAIRS = "spr:pairs"
+STREAM_DEAD = "spr:dead"
+# The streams `spr queue status` reports by default, in pipeline order.
+PIPELINE_STREAMS: tuple[str, ...] = (STREAM_TASKS, STREAM_CANDIDATES, STREAM_PAIRS)
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """How the queue behaves; one value per process, shared by every stream.
+
+    visibility_timeout_s: seconds an entry may stay delivered-but-unacknowledged before another
+        consumer reclaims it (a consumer that died leaves its entries pending this long).
+    max_deliveries: an entry is handed to consumers at most this many times, then dead-lettered.
+    backlog_limit: publish() waits while the target stream's backlog (undelivered + pending, worst
+        consumer group) is above this many entries.
+    block_ms: how long consume() waits for new entries by default, in milliseconds (0: do not wait).
+    backpressure_timeout_s: give up waiting on backpressure after this many seconds (None: wait forever).
+    """
+
+    visibility_timeout_s: float = 60.0
+    max_deliveries: int = 3
+    backlog_limit: int = 1000
+    block_ms: int = 1000
+    backpressure_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.visibility_timeout_s < 0:
+            raise ValueError("QueueConfig.visibility_timeout_s must be >= 0 seconds")
+        if self.max_deliveries < 1:
+            raise ValueError("QueueConfig.max_deliveries must be >= 1")
+        if self.backlog_limit < 0:
+            raise ValueError("QueueConfig.backlog_limit must be >= 0 entries")
+        if self.block_ms < 0:
+            raise ValueError("QueueConfig.block_ms must be >= 0 milliseconds")
+        if self.backpressure_timeout_s is not None and self.backpressure_timeout_s < 0:
+            raise ValueError("QueueConfig.backpressure_timeout_s must be >= 0 seconds or None")
+
+    @property
+    def visibility_timeout_ms(self) -> int:
+        return round(self.visibility_timeout_s * 1000)
+
+
+def ids_key(stream: str) -> str:
+    """Set of every item id ever published on ``stream`` (the de-duplication record).
+
+    It grows by one short string per published item and is never trimmed with the stream, so an item
+    stays de-duplicated after its entry is gone. A million 18-character ids cost roughly 60-80 MB;
+    delete the key (or give it a TTL) only when replaying old item ids is acceptable.
+    """
+    return f"spr:ids:{stream}"
+
+
+def errors_key(stream: str, group: str) -> str:
+    """Hash entry id -> last error text, for entries of ``stream`` that failed in ``group``.
+
+    Holds only entries that are failing right now: ack and dead-lettering remove their field.
+    """
+    return f"spr:errors:{stream}:{group}"

@@ -1,0 +1,316 @@
+"""The queue: Redis Streams with consumer groups, the only way services talk to Redis.
+
+Semantics (DESIGN.md, Queue):
+- at-least-once: a consumer acks an entry only after its output is written; an entry whose consumer
+  died stays pending and is reclaimed by a live consumer once idle past the visibility timeout;
+- bounded retries: an entry is handed out at most ``max_deliveries`` times, then moved to the
+  dead-letter stream with its last error and acknowledged on its source;
+- idempotent publish: item ids are deterministic and a stream accepts each item id once;
+- backpressure: publish waits while the target stream's backlog is above a limit;
+- pending entries are never trimmed (``trim`` stops at the oldest entry some group still needs, and
+  nothing calls it automatically).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+from spr.shared.queue.config import PIPELINE_STREAMS, STREAM_DEAD, QueueConfig, errors_key, ids_key
+from spr.shared.queue.deadletter import MAX_ERROR_CHARS, NO_ERROR_RECORDED, DeadLetter
+from spr.shared.queue.delivery import Delivery
+from spr.shared.queue.errors import BackpressureTimeout, translate_redis_errors
+from spr.shared.queue.groups import safe_trim_id, stream_backlog
+from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH
+from spr.shared.queue.status import QueueStatus, collect_status
+
+logger = logging.getLogger(__name__)
+
+# Backpressure polls the backlog this often (seconds), backing off to the maximum while it waits.
+_POLL_MIN_S = 0.01
+_POLL_MAX_S = 0.5
+
+
+class Queue:
+    """A typed client for the pipeline's streams. Thread-safe (redis-py pools connections)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        config: QueueConfig = QueueConfig(),  # noqa: B008 - frozen dataclass
+        *,
+        url: str = "redis",
+        dead_stream: str = STREAM_DEAD,
+    ) -> None:
+        self._client = client
+        self.config = config
+        self.url = url
+        self.dead_stream = dead_stream
+        self._publish_script = client.register_script(PUBLISH)
+        self._dead_letter_script = client.register_script(DEAD_LETTER)
+        self._groups_ready: set[tuple[str, str]] = set()
+        # XAUTOCLAIM is a cursor scan over the pending list; keeping the cursor makes successive calls
+        # cover all of it even when its head belongs to consumers that are still working.
+        self._reclaim_cursor: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def from_url(cls, url: str, config: QueueConfig = QueueConfig()) -> Queue:  # noqa: B008
+        """A queue on the Redis at ``url`` (e.g. ``redis://127.0.0.1:6379/0``); connects lazily."""
+        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5.0)
+        return cls(client, config, url=url)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise QueueUnavailable unless Redis answers."""
+        with translate_redis_errors(self.url):
+            self._client.ping()
+
+    # -- producing ---------------------------------------------------------------------------------
+
+    def publish(self, stream: str, item_id: str, payload: BaseModel, *, backpressure: bool = True) -> bool:
+        """Append ``payload`` (JSON) to ``stream`` as ``item_id``; False if that id was already published.
+
+        With ``backpressure``, first waits while ``backlog(stream) > backlog_limit``; raises
+        BackpressureTimeout after ``backpressure_timeout_s`` seconds of waiting.
+        """
+        if not item_id:
+            raise ValueError("publish: item_id must be a non-empty, deterministic id")
+        data = payload.model_dump_json()
+        with translate_redis_errors(self.url):
+            if self._client.sismember(ids_key(stream), item_id):
+                return False  # cheap early exit: no point waiting for room for a duplicate
+            if backpressure:
+                self._wait_for_room(stream)
+            entry_id = self._publish_script(keys=[stream, ids_key(stream)], args=[item_id, data])
+        return entry_id is not None
+
+    def _wait_for_room(self, stream: str) -> None:
+        limit = self.config.backlog_limit
+        backlog = stream_backlog(self._client, stream)
+        if backlog <= limit:
+            return
+        logger.info("publish to %s waits: backlog %d > limit %d", stream, backlog, limit)
+        timeout = self.config.backpressure_timeout_s
+        started = time.monotonic()
+        pause = _POLL_MIN_S
+        while backlog > limit:
+            waited = time.monotonic() - started
+            if timeout is not None and waited >= timeout:
+                raise BackpressureTimeout(
+                    f"stream {stream} still has a backlog of {backlog} entries (limit {limit}) after "
+                    f"{waited:.1f} s: are its consumers running? (raise backlog_limit or "
+                    "backpressure_timeout_s to wait longer)"
+                )
+            # Production wait for consumers to drain the stream, not a test: poll with back-off.
+            time.sleep(pause if timeout is None else min(pause, max(timeout - waited, 0.0)))
+            pause = min(pause * 2, _POLL_MAX_S)
+            backlog = stream_backlog(self._client, stream)
+        logger.info("publish to %s resumes after %.2f s", stream, time.monotonic() - started)
+
+    def backlog(self, stream: str) -> int:
+        """Entries of ``stream`` its slowest consumer group has not finished (undelivered + pending)."""
+        with translate_redis_errors(self.url):
+            return stream_backlog(self._client, stream)
+
+    # -- consuming ---------------------------------------------------------------------------------
+
+    def ensure_group(self, stream: str, group: str) -> None:
+        """Create ``group`` on ``stream`` (and the stream) if missing, starting from the first entry."""
+        with translate_redis_errors(self.url):
+            self._create_group(stream, group)
+
+    def _create_group(self, stream: str, group: str) -> None:
+        try:
+            # Start id "0": entries published before the group existed are delivered too.
+            self._client.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups_ready.add((stream, group))
+
+    def consume(
+        self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int | None = None
+    ) -> list[Delivery]:
+        """Up to ``count`` entries for ``consumer`` of ``group``: reclaimed ones first, then new ones.
+
+        Reclaimed = pending in the group (any consumer) and idle longer than the visibility timeout.
+        An entry that would be handed out more than ``max_deliveries`` times is dead-lettered instead.
+        Waits up to ``block_ms`` milliseconds (default ``config.block_ms``; 0 = no wait) for new entries
+        when nothing was reclaimed.
+        """
+        if count < 1:
+            raise ValueError("consume: count must be >= 1")
+        block = self.config.block_ms if block_ms is None else block_ms
+        with translate_redis_errors(self.url):
+            if (stream, group) not in self._groups_ready:
+                self._create_group(stream, group)
+            try:
+                return self._consume(stream, group, consumer, count, block)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream (and its groups) was deleted since we created the group: recreate once.
+                self._create_group(stream, group)
+                return self._consume(stream, group, consumer, count, block)
+
+    def _consume(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        deliveries = self._reclaim(stream, group, consumer, count)
+        if len(deliveries) >= count:
+            return deliveries
+        # Do not block when reclaiming found work: return it now.
+        block = None if deliveries or block_ms <= 0 else block_ms
+        # RESP2 reply: [[stream, [(entry_id, fields), ...]]]
+        response: Any = self._client.xreadgroup(
+            group, consumer, {stream: ">"}, count=count - len(deliveries), block=block
+        )
+        for _, entries in response or []:
+            for entry_id, fields in entries:
+                deliveries.append(self._delivery(stream, group, consumer, entry_id, fields, 1))
+        return deliveries
+
+    def _reclaim(self, stream: str, group: str, consumer: str, count: int) -> list[Delivery]:
+        key = (stream, group)
+        cursor = self._reclaim_cursor.get(key, "0-0")
+        reply: list[Any] = self._client.xautoclaim(
+            stream, group, consumer, self.config.visibility_timeout_ms, start_id=cursor, count=count
+        )
+        self._reclaim_cursor[key] = str(reply[0])
+        claimed: list[tuple[str, dict[str, str] | None]] = [
+            (str(entry_id), fields) for entry_id, fields in reply[1]
+        ]
+        if not claimed:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for entry_id, _ in claimed:
+            pipe.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
+        counts = pipe.execute()
+        deliveries: list[Delivery] = []
+        for (entry_id, fields), pending in zip(claimed, counts, strict=True):
+            if not pending or fields is None:
+                continue  # acked or deleted between the claim and now
+            times = int(pending[0]["times_delivered"])
+            delivery = self._delivery(stream, group, consumer, entry_id, fields, times)
+            if times > self.config.max_deliveries:
+                # The claim itself counted as a delivery that no consumer will see.
+                self._dead_letter(delivery, "", times - 1)
+                logger.warning(
+                    "dead-lettered entry %s (item %s) of %s/%s: handed out %d times without success",
+                    entry_id,
+                    delivery.item_id,
+                    stream,
+                    group,
+                    times - 1,
+                )
+                continue
+            deliveries.append(delivery)
+        return deliveries
+
+    @staticmethod
+    def _delivery(
+        stream: str, group: str, consumer: str, entry_id: str, fields: dict[str, str], times: int
+    ) -> Delivery:
+        return Delivery(
+            stream=stream,
+            group=group,
+            entry_id=entry_id,
+            item_id=fields.get("item_id", ""),
+            data=fields.get("data", ""),
+            deliveries=times,
+            consumer=consumer,
+        )
+
+    def ack(self, delivery: Delivery) -> None:
+        """Mark the entry done in its group. Call only after the entry's output is written."""
+        with translate_redis_errors(self.url):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xack(delivery.stream, delivery.group, delivery.entry_id)
+            pipe.hdel(errors_key(delivery.stream, delivery.group), delivery.entry_id)
+            pipe.execute()
+
+    def fail(self, delivery: Delivery, error: str, *, permanent: bool = False) -> bool:
+        """Record a failed attempt; True if the entry was dead-lettered, False if it will be retried.
+
+        A retry happens soon: the entry is made reclaimable at once instead of after the visibility
+        timeout. ``permanent`` (input that can never succeed) or a last allowed delivery dead-letters
+        at once. False is also returned if the entry is no longer pending (another consumer finished it).
+        """
+        error = error[:MAX_ERROR_CHARS] or "failed (no error text)"
+        with translate_redis_errors(self.url):
+            if permanent or delivery.deliveries >= self.config.max_deliveries:
+                return self._dead_letter(delivery, error, delivery.deliveries)
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(errors_key(delivery.stream, delivery.group), delivery.entry_id, error)
+            # IDLE past the visibility timeout makes the next XAUTOCLAIM pick it up; JUSTID keeps the
+            # delivery counter as is (that reclaim will count the retry).
+            pipe.xclaim(
+                delivery.stream,
+                delivery.group,
+                delivery.consumer or "spr-retry",
+                0,
+                [delivery.entry_id],
+                idle=self.config.visibility_timeout_ms + 1,
+                justid=True,
+            )
+            pipe.execute()
+            return False
+
+    def _dead_letter(self, delivery: Delivery, error: str, deliveries: int) -> bool:
+        moved = self._dead_letter_script(
+            keys=[delivery.stream, self.dead_stream, errors_key(delivery.stream, delivery.group)],
+            args=[
+                delivery.group,
+                delivery.entry_id,
+                delivery.item_id,
+                delivery.data,
+                error,
+                deliveries,
+                datetime.now(UTC).isoformat(),
+                NO_ERROR_RECORDED,
+            ],
+        )
+        return bool(moved)
+
+    # -- operating ---------------------------------------------------------------------------------
+
+    def status(self, streams: Sequence[str] = PIPELINE_STREAMS) -> QueueStatus:
+        """Lengths, consumer groups, pending, lag, oldest idle and recent rate, and dead letters."""
+        with translate_redis_errors(self.url):
+            return collect_status(self._client, streams, self.dead_stream)
+
+    def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters, newest first."""
+        with translate_redis_errors(self.url):
+            entries = self._client.xrevrange(self.dead_stream, count=limit) or []
+        return [
+            DeadLetter.from_entry(str(entry_id), {str(k): str(v) for k, v in (fields or {}).items()})
+            for entry_id, fields in entries
+        ]
+
+    def trim(self, stream: str) -> int:
+        """Delete entries every consumer group has finished; returns how many were removed.
+
+        Never removes an entry that is pending or not yet delivered in some group; a stream without
+        groups is left alone. Nothing calls this automatically: run it from an operator job when
+        stream memory matters. Item ids stay in the de-duplication set.
+        """
+        with translate_redis_errors(self.url):
+            min_id = safe_trim_id(self._client, stream)
+            if min_id is None:
+                return 0
+            return int(self._client.xtrim(stream, minid=min_id, approximate=False))

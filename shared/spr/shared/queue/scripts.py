@@ -1,0 +1,44 @@
+"""Lua scripts: the queue operations that must happen atomically inside Redis.
+
+A script runs without interleaving and its effects are replicated / written to the AOF as one
+transaction, so a crash never leaves half of one applied.
+"""
+
+from __future__ import annotations
+
+# KEYS[1] stream, KEYS[2] id set; ARGV[1] item id, ARGV[2] payload JSON.
+# Returns the new entry id, or nil when the item id was already published. The id is recorded only
+# after XADD succeeded, so a failed XADD (e.g. out of memory) does not swallow the item.
+PUBLISH = """
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  return false
+end
+local entry_id = redis.call('XADD', KEYS[1], '*', 'item_id', ARGV[1], 'data', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return entry_id
+"""
+
+# KEYS[1] source stream, KEYS[2] dead-letter stream, KEYS[3] errors hash.
+# ARGV: group, entry id, item id, payload, error ('' = use the recorded one), deliveries, time,
+#       fallback error text.
+# Returns 1 when dead-lettered, 0 when the entry is no longer pending in the group (already acked or
+# dead-lettered by another consumer). That check de-duplicates dead letters by source entry id; the
+# dead letter is written before the XACK, all in one script.
+DEAD_LETTER = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 then
+  return 0
+end
+local err = ARGV[5]
+if err == '' then
+  err = redis.call('HGET', KEYS[3], ARGV[2])
+  if not err then
+    err = ARGV[8]
+  end
+end
+redis.call('XADD', KEYS[2], '*', 'stream', KEYS[1], 'group', ARGV[1], 'entry_id', ARGV[2],
+  'item_id', ARGV[3], 'data', ARGV[4], 'error', err, 'deliveries', ARGV[6], 'time', ARGV[7])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"""

@@ -1,0 +1,96 @@
+"""A private ``redis-server`` process on a free loopback port, for the demo and the tests.
+
+Production deployments point ``SPR_REDIS_URL`` at their own Redis; this exists so that one command can
+run the whole pipeline on a bare machine, and so that tests never touch a shared server.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from spr.shared.errors import SprError
+
+logger = logging.getLogger(__name__)
+
+
+class RedisServerError(SprError):
+    """redis-server is missing or did not start."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def is_reachable(host: str, port: int, timeout_s: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class LocalRedis:
+    """Start ``redis-server`` on a free port with its files in ``workdir``; stop it on exit.
+
+    ``persistent=True`` turns on the append-only file so that a restarted server keeps its streams.
+    """
+
+    def __init__(self, workdir: Path, *, port: int | None = None, persistent: bool = False) -> None:
+        self.workdir = workdir
+        self.port = port if port is not None else free_port()
+        self.persistent = persistent
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RedisServerError(
+                "redis-server is not installed: run scripts/bootstrap.sh (or apt-get install redis-server), "
+                "or set SPR_REDIS_URL to a running Redis"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir)]
+        args += ["--appendonly", "yes" if self.persistent else "no"]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while not is_reachable("127.0.0.1", self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RedisServerError(f"redis-server did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.02)  # polling the port until the deadline
+        logger.info("started private redis-server on port %d", self.port)
+        return self.url
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> LocalRedis:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

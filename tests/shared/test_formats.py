@@ -1,0 +1,433 @@
+"""Grounding formats: hand-written examples, messy model output, strip_boxes and argument errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from spr.shared.formats import (
+    FAMILY_FORMATS,
+    FormatError,
+    parse,
+    render,
+    render_box,
+    replace_boxes,
+    strip_boxes,
+)
+from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
+
+IMAGE = Size(width=1000, height=500)
+RESIZED = Size(width=500, height=250)
+CUP = (120.0, 170.0, 260.0, 256.0)
+TABLE = (0.0, 250.0, 999.0, 499.5)
+
+
+def _parse(text: str, fmt: GroundingFormat, image: Size = IMAGE) -> ParseResult:
+    result = parse(text, fmt, image_size=image, resized_size=RESIZED)
+    # Results are built without validation for speed: they must equal their validated copy.
+    assert ParseResult.model_validate(result.model_dump()) == result
+    return result
+
+
+def _flat(boxes: Sequence[Sequence[float]]) -> list[float]:
+    return [float(v) for box in boxes for v in box]
+
+
+def _kinds(result: ParseResult) -> list[str]:
+    return [p.kind for p in result.problems]
+
+
+def _span_texts(text: str, result: ParseResult) -> list[str]:
+    return [text[s:e] for phrase in result.phrases for s, e in phrase.box_spans]
+
+
+# --- one hand-written example per format, parsed to known pixel boxes ---------------------------------
+
+
+def test_ferret_example() -> None:
+    text = "There is a red cup [120, 340, 260, 512] on the table [0, 500, 999, 999]."
+    result = _parse(text, "ferret")
+    assert [p.text for p in result.phrases] == ["There is a red cup", "on the table"]
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP, TABLE]))
+    assert _span_texts(text, result) == ["[120, 340, 260, 512]", "[0, 500, 999, 999]"]
+    assert text[slice(*result.phrases[1].span)] == "on the table"
+    assert result.problems == []
+
+
+def test_shikra_example() -> None:
+    text = "a red cup [0.120,0.340,0.260,0.512] next to plates [0.1,0.2,0.3,0.4;0.5,0.6,0.7,0.8]"
+    result = _parse(text, "shikra")
+    assert [p.text for p in result.phrases] == ["a red cup", "next to plates"]
+    assert _flat(result.phrases[0].boxes) == pytest.approx(_flat([CUP]))
+    assert _flat(result.phrases[1].boxes) == pytest.approx(
+        _flat([(100, 100, 300, 200), (500, 300, 700, 400)])
+    )
+    assert _span_texts(text, result) == ["[0.120,0.340,0.260,0.512]", "0.1,0.2,0.3,0.4", "0.5,0.6,0.7,0.8"]
+    assert result.problems == []
+
+
+def test_qwen2vl_example() -> None:
+    text = (
+        "<|object_ref_start|>a red cup<|object_ref_end|><|box_start|>(120,340),(260,512)<|box_end|> "
+        "stands on <|object_ref_start|>the table<|object_ref_end|><|box_start|>(0,500),(999,999)<|box_end|>."
+    )
+    result = _parse(text, "qwen2vl")
+    assert [p.text for p in result.phrases] == ["a red cup", "the table"]
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP, TABLE]))
+    assert _span_texts(text, result) == ["(120,340),(260,512)", "(0,500),(999,999)"]
+    assert result.problems == []
+
+
+def test_internvl_example() -> None:
+    text = "<ref>a red cup</ref><box>[[120, 340, 260, 512]]</box> and <ref>plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box>"
+    result = _parse(text, "internvl")
+    assert [p.text for p in result.phrases] == ["a red cup", "plates"]
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP, (1, 1, 3, 2), (5, 3, 7, 4)]))
+    assert _span_texts(text, result) == ["[120, 340, 260, 512]", "[1, 2, 3, 4]", "[5, 6, 7, 8]"]
+
+
+def test_qwen25vl_example_in_resized_pixels() -> None:
+    text = '```json\n[\n\t{"bbox_2d": [60, 85, 130, 128], "label": "a red cup"}\n]\n```'
+    result = _parse(text, "qwen25vl")
+    assert [p.text for p in result.phrases] == ["a red cup"]
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP]))  # resized 500x250 -> original 1000x500
+    assert _span_texts(text, result) == ["[60, 85, 130, 128]"]
+    assert text[slice(*result.phrases[0].span)] == "a red cup"
+
+
+def test_kosmos2_example_decodes_to_cell_bounds() -> None:
+    text = "<grounding> An image of<phrase> a snowman</phrase><object><patch_index_0044><patch_index_0863></object>"
+    result = _parse(text, "kosmos2", Size(width=640, height=320))
+    assert [p.text for p in result.phrases] == ["a snowman"]
+    # 44 = row 1, col 12 (top-left cell); 863 = row 26, col 31 (bottom-right cell).
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(240.0, 10.0, 640.0, 270.0)]))
+    assert _span_texts(text, result) == ["<patch_index_0044><patch_index_0863>"]
+
+
+def test_render_box_per_format() -> None:
+    expected = {
+        "ferret": "[120, 340, 260, 512]",
+        "shikra": "[0.120,0.340,0.260,0.512]",
+        "qwen2vl": "<|box_start|>(120,340),(260,512)<|box_end|>",
+        "qwen25vl": "[60, 85, 130, 128]",
+        "internvl": "<box>[[120, 340, 260, 512]]</box>",
+        "kosmos2": "<object><patch_index_0323><patch_index_0520></object>",  # rows 10-16, cols 3-8
+    }
+    for fmt, written in expected.items():
+        assert render_box(CUP, fmt, image_size=IMAGE, resized_size=RESIZED) == written, fmt
+
+
+def test_ferret_grid_clamps_to_999() -> None:
+    assert render_box((0, 0, 1000, 500), "ferret", image_size=IMAGE) == "[0, 0, 999, 999]"
+    assert render_box((0, 0, 1000, 500), "qwen2vl", image_size=IMAGE) == (
+        "<|box_start|>(0,0),(1000,1000)<|box_end|>"
+    )
+
+
+def test_render_examples() -> None:
+    phrases = [("a red cup", [CUP]), ("plates", [(1, 1, 3, 2), (5, 3, 7, 4)])]
+    assert render(phrases, "ferret", image_size=IMAGE) == (
+        "a red cup [120, 340, 260, 512], plates [1, 2, 3, 4], [5, 6, 7, 8]."
+    )
+    assert render(phrases, "shikra", image_size=IMAGE) == (
+        "a red cup [0.120,0.340,0.260,0.512], plates [0.001,0.002,0.003,0.004;0.005,0.006,0.007,0.008]."
+    )
+    assert render(phrases, "internvl", image_size=IMAGE) == (
+        "<ref>a red cup</ref><box>[[120, 340, 260, 512]]</box>, "
+        "<ref>plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box>"
+    )
+    assert render(phrases[:1], "qwen25vl", image_size=IMAGE, resized_size=RESIZED) == (
+        '```json\n[\n\t{"bbox_2d": [60, 85, 130, 128], "label": "a red cup"}\n]\n```'
+    )
+    assert render(phrases[1:], "kosmos2", image_size=Size(width=32, height=32)) == (
+        "<phrase>plates</phrase><object><patch_index_0033><patch_index_0034>"
+        "</delimiter_of_multi_objects/><patch_index_0101><patch_index_0102></object>"
+    )
+
+
+def test_replace_boxes_edits_only_coordinates() -> None:
+    text = "A red cup [120, 340, 260, 512] (left) and plates [1, 2, 3, 4], [5,6,7,8]; done."
+    result = _parse(text, "ferret")
+    new = replace_boxes(
+        text, result, [(0, 0, 100, 50), (1, 1, 3, 2), (10, 5, 20, 10)], "ferret", image_size=IMAGE
+    )
+    assert new == "A red cup [0, 0, 100, 100] (left) and plates [1, 2, 3, 4], [10, 10, 20, 20]; done."
+
+
+# --- messy output -------------------------------------------------------------------------------------
+
+
+def test_extra_spaces_are_tolerated() -> None:
+    cases: dict[GroundingFormat, str] = {
+        "ferret": "a red cup  [ 120 ,340,  260 , 512 ]",
+        "shikra": "a red cup [ 0.12 , 0.34,0.26 , 0.512 ]",
+        "qwen2vl": "<|object_ref_start|> a red cup <|object_ref_end|> <|box_start|> ( 120 , 340 ) , ( 260 , 512 ) <|box_end|>",
+        "internvl": "<ref> a red cup </ref> <box> [ [ 120 , 340 , 260 , 512 ] ] </box>",
+        "qwen25vl": '[{ "bbox_2d" : [ 60 , 85 , 130 , 128 ] , "label" : "a red cup" }]',
+    }
+    for fmt, text in cases.items():
+        result = _parse(text, fmt)
+        assert [p.text for p in result.phrases] == ["a red cup"], fmt
+        assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP])), fmt
+        assert result.problems == [], fmt
+
+
+def test_several_boxes_for_one_phrase() -> None:
+    cases: dict[GroundingFormat, str] = {
+        "ferret": "two plates [1, 2, 3, 4], [5, 6, 7, 8][9, 10, 11, 12]",
+        "shikra": "two plates [0.001,0.002,0.003,0.004], [0.005,0.006,0.007,0.008;0.009,0.010,0.011,0.012]",
+        "qwen2vl": "<|object_ref_start|>two plates<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
+        "<|box_start|>(5,6),(7,8)<|box_end|>\n<|box_start|>(9,10),(11,12)<|box_end|>",
+        "internvl": "<ref>two plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box> <box>[[9, 10, 11, 12]]</box>",
+        "kosmos2": "<phrase>two plates</phrase><object><patch_index_0000><patch_index_0033>"
+        "</delimiter_of_multi_objects/><patch_index_0002><patch_index_0035>"
+        "</delimiter_of_multi_objects/><patch_index_0004><patch_index_0037></object>",
+    }
+    for fmt, text in cases.items():
+        result = _parse(text, fmt)
+        assert len(result.phrases) == 1, fmt
+        assert result.phrases[0].text == "two plates", fmt
+        assert len(result.phrases[0].boxes) == 3, fmt
+
+
+def test_box_separated_by_text_starts_a_new_phrase() -> None:
+    text = "<ref>cup</ref><box>[[1, 2, 3, 4]]</box> and <box>[[5, 6, 7, 8]]</box>"
+    result = _parse(text, "internvl")
+    assert [(p.text, len(p.boxes)) for p in result.phrases] == [("cup", 1), ("", 1)]
+    start = text.index("<box>[[5")
+    assert result.phrases[1].span == (start, start)
+
+
+def test_truncated_last_box_is_reported_and_earlier_boxes_kept() -> None:
+    cases: dict[GroundingFormat, str] = {
+        "ferret": "a cup [1, 2, 3, 4] and a plate [5, 6, 7",
+        "shikra": "a cup [0.001,0.002,0.003,0.004] and a plate [0.5,0.",
+        "qwen2vl": "<|object_ref_start|>a cup<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|> and "
+        "<|object_ref_start|>a plate<|object_ref_end|><|box_start|>(5,6),(7",
+        "internvl": "<ref>a cup</ref><box>[[1, 2, 3, 4], [5, 6, 7",
+        "kosmos2": "<phrase>a cup</phrase><object><patch_index_0000><patch_index_0033></object> and "
+        "<phrase>a plate</phrase><object><patch_index_0002><patch_in",
+        "qwen25vl": '```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "a cup"}, {"bbox_2d": [5, 6, 7',
+    }
+    for fmt, text in cases.items():
+        result = _parse(text, fmt)
+        assert len(result.all_boxes()) == 1, fmt
+        assert result.phrases[0].text == "a cup", fmt
+        assert _kinds(result) == ["truncated_box"], fmt
+        span = result.problems[0].span
+        assert span[1] == len(text), fmt
+
+
+def test_complete_coordinates_without_closing_tag_are_kept() -> None:
+    cases: dict[GroundingFormat, str] = {
+        "qwen2vl": "<|object_ref_start|>a cup<|object_ref_end|><|box_start|>(1,2),(3,4)",
+        "internvl": "<ref>a cup</ref><box>[[1, 2, 3, 4]",
+        "kosmos2": "<phrase>a cup</phrase><object><patch_index_0000><patch_index_0033>",
+    }
+    for fmt, text in cases.items():
+        result = _parse(text, fmt)
+        assert len(result.all_boxes()) == 1, fmt
+        assert result.problems == [], fmt
+
+
+def test_garbage_numbers_are_malformed() -> None:
+    cases: dict[GroundingFormat, str] = {
+        "ferret": "a cup [12O, 340, 260, 512] and [1, 2, 3] and [1.5, 2, 3, 4]",
+        "shikra": "a cup [0.1,0.2,abc,0.4] and [0.1,0.2,0.3]",
+        "qwen2vl": "<|box_start|>(12O,340),(260,512)<|box_end|> <|box_start|>(1,2),(3)<|box_end|>",
+        "internvl": "<ref>a cup</ref><box>[[12O, 340, 260, 512], [1, 2, 3]]</box>",
+        "kosmos2": "<phrase>a cup</phrase><object><patch_index_0000></object>",
+        "qwen25vl": '[{"bbox_2d": [1, 2, "x", 4], "label": "a"}, {"bbox_2d": [1, 2, 3], "label": "b"}]',
+    }
+    for fmt, text in cases.items():
+        result = _parse(text, fmt)
+        assert result.all_boxes() == [], fmt
+        assert _kinds(result) and set(_kinds(result)) == {"malformed_box"}, fmt
+
+
+def test_brackets_that_are_not_boxes_stay_text() -> None:
+    result = _parse("see [note] and [a] cup [1, 2, 3, 4]", "ferret")
+    assert [p.text for p in result.phrases] == ["see [note] and [a] cup"]
+    assert result.problems == []
+
+
+def test_out_of_range_values_are_clamped_and_reported() -> None:
+    result = _parse("a cup [500, 250, 1000, 1200]", "ferret")
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(500.0, 125.0, 999.0, 499.5)]))
+    assert _kinds(result) == ["out_of_range"]
+    result = _parse("<|box_start|>(500,250),(1100,1000)<|box_end|>", "qwen2vl")
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(500.0, 125.0, 1000.0, 500.0)]))
+    assert _kinds(result) == ["out_of_range"]
+    result = _parse('[{"bbox_2d": [400, 10, 600, 20], "label": "x"}]', "qwen25vl")
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(800.0, 20.0, 1000.0, 40.0)]))
+    assert _kinds(result) == ["out_of_range"]
+
+
+def test_box_entirely_out_of_range_is_dropped() -> None:
+    result = _parse("<|box_start|>(1100,250),(1200,300)<|box_end|>", "qwen2vl")
+    assert result.all_boxes() == []
+    assert _kinds(result) == ["out_of_range"]
+
+
+def test_kosmos2_index_out_of_range_is_dropped() -> None:
+    result = _parse("<phrase>x</phrase><object><patch_index_0044><patch_index_2000></object>", "kosmos2")
+    assert result.all_boxes() == []
+    assert _kinds(result) == ["out_of_range"]
+
+
+def test_inverted_boxes_are_swapped_and_empty_ones_dropped() -> None:
+    result = _parse("a cup [260, 512, 120, 340] and a dot [5, 5, 5, 9]", "ferret")
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP]))
+    assert _kinds(result) == ["inverted_box", "inverted_box"]
+    assert [p.text for p in result.phrases] == ["a cup", "and a dot"]
+    result = _parse(
+        "<phrase>x</phrase><object><patch_index_0863><patch_index_0044></object>",
+        "kosmos2",
+        Size(width=640, height=320),
+    )
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(240.0, 10.0, 640.0, 270.0)]))
+    assert _kinds(result) == ["inverted_box"]
+
+
+def test_qwen25vl_json_with_prose_junk_and_key_order() -> None:
+    text = (
+        'Sure! Here are the objects:\n```json\n[\n  {"label": "a \\"red\\" cup", "bbox_2d": [60, 85, 130, 128]},\n'
+        '  {"bbox_2d": [0.5, 1.5, 10, 20.25], "label": "dot", "score": 0.9}\n]\n```\nAnything else?'
+    )
+    result = _parse(text, "qwen25vl")
+    assert [p.text for p in result.phrases] == ['a "red" cup', "dot"]
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP, (1.0, 3.0, 20.0, 40.5)]))
+    assert result.problems == []
+
+
+def test_qwen25vl_object_without_bbox_is_unparsed() -> None:
+    result = _parse('[{"point_2d": [1, 2], "label": "x"}]', "qwen25vl")
+    assert result.phrases == []
+    assert _kinds(result) == ["unparsed"]
+
+
+def test_truncated_phrase_is_unparsed() -> None:
+    result = _parse("<|object_ref_start|>a red c", "qwen2vl")
+    assert result.phrases == []
+    assert _kinds(result) == ["unparsed"]
+
+
+def test_phrase_without_box_is_kept() -> None:
+    result = _parse("<ref>the sky</ref> is blue", "internvl")
+    assert [(p.text, p.boxes) for p in result.phrases] == [("the sky", [])]
+
+
+def test_ferret_phrase_rule_stops_at_sentence_boundary() -> None:
+    text = "The photo shows a kitchen. On the left, a red cup [120, 340, 260, 512]; then a mug [1, 2, 3, 4]"
+    result = _parse(text, "ferret")
+    assert [p.text for p in result.phrases] == ["On the left, a red cup", "then a mug"]
+    text = "Boxes: [1, 2, 3, 4]; [5, 6, 7, 8]"
+    result = _parse(text, "ferret")
+    assert [p.text for p in result.phrases] == ["", ""]
+    assert result.phrases[1].span == (text.index("[5,"), text.index("[5,"))
+
+
+def test_plain_text_parses_to_nothing() -> None:
+    for fmt in GROUNDING_FORMATS:
+        result = _parse("Just a sentence, no boxes.", fmt)
+        assert result.phrases == [] and result.problems == [], fmt
+
+
+# --- strip_boxes ---------------------------------------------------------------------------------------
+
+
+def test_strip_boxes_keeps_phrase_words() -> None:
+    cases: dict[GroundingFormat, str] = {
+        "ferret": "A red cup [120, 340, 260, 512] on the table [0, 500, 999, 999], [1, 2, 3, 4].",
+        "shikra": "A red cup [0.120,0.340,0.260,0.512] on the table [0.1,0.2,0.3,0.4;0.5,0.6,0.7,0.8].",
+        "qwen2vl": "A <|object_ref_start|>red cup<|object_ref_end|><|box_start|>(120,340),(260,512)<|box_end|> "
+        "on <|object_ref_start|>the table<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>.<|im_end|>",
+        "internvl": "A <ref>red cup</ref><box>[[120, 340, 260, 512]]</box> on <ref>the table</ref>"
+        "<box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box>.",
+        "kosmos2": "<grounding> A<phrase> red cup</phrase><object><patch_index_0044><patch_index_0863></object> "
+        "on<phrase> the table</phrase><object><patch_index_0001><patch_index_0002>"
+        "</delimiter_of_multi_objects/><patch_index_0003><patch_index_0004></object>.",
+    }
+    for fmt, text in cases.items():
+        assert strip_boxes(text, fmt) == "A red cup on the table.", fmt
+
+
+def test_strip_boxes_qwen25vl_keeps_labels_and_prose() -> None:
+    text = (
+        'Objects:\n```json\n[\n\t{"bbox_2d": [60, 85, 130, 128], "label": "a red cup"},\n'
+        '\t{"bbox_2d": [1, 2, 3, 4], "label": "the table"}\n]\n```\nThat is all.'
+    )
+    assert strip_boxes(text, "qwen25vl") == "Objects: a red cup, the table That is all."
+    assert strip_boxes("No JSON here.", "qwen25vl") == "No JSON here."
+
+
+def test_strip_boxes_removes_truncated_box() -> None:
+    assert strip_boxes("a cup [1, 2, 3, 4] and a plate [5, 6", "ferret") == "a cup and a plate"
+    assert strip_boxes("<ref>a cup</ref><box>[[1, 2", "internvl") == "a cup"
+
+
+# --- arguments and family mapping ----------------------------------------------------------------------
+
+
+def test_unknown_format_is_a_format_error() -> None:
+    with pytest.raises(FormatError, match="unknown grounding format 'yolo'"):
+        parse("x", "yolo", image_size=IMAGE)  # type: ignore[arg-type]
+
+
+def test_qwen25vl_needs_resized_size() -> None:
+    for call in (
+        lambda: parse("[]", "qwen25vl", image_size=IMAGE),
+        lambda: render_box(CUP, "qwen25vl", image_size=IMAGE),
+        lambda: render([("a", [CUP])], "qwen25vl", image_size=IMAGE),
+    ):
+        with pytest.raises(FormatError, match="resized_size"):
+            call()
+
+
+def test_invalid_boxes_are_format_errors() -> None:
+    with pytest.raises(FormatError, match="box"):
+        render_box((10, 10, 5, 20), "ferret", image_size=IMAGE)
+    with pytest.raises(FormatError, match="outside"):
+        render_box((2000, 10, 2100, 20), "ferret", image_size=IMAGE)
+    with pytest.raises(FormatError, match="not finite"):
+        render_box((0, 0, float("nan"), 20), "ferret", image_size=IMAGE)
+    with pytest.raises(FormatError, match="4 numbers"):
+        render_box((0, 0, 1), "ferret", image_size=IMAGE)
+    with pytest.raises(FormatError, match=r"phrases\[0\] box 1"):
+        render([("a", [CUP, (5, 5, 1, 1)])], "internvl", image_size=IMAGE)
+
+
+def test_boxes_partly_outside_are_clipped_when_rendered() -> None:
+    assert render_box((-50, -10, 1500, 900), "ferret", image_size=IMAGE) == "[0, 0, 999, 999]"
+
+
+def test_replace_boxes_checks_its_arguments() -> None:
+    text = "a cup [1, 2, 3, 4]"
+    result = _parse(text, "ferret")
+    with pytest.raises(FormatError, match="new_boxes has 2 boxes but the parsed text has 1"):
+        replace_boxes(text, result, [CUP, CUP], "ferret", image_size=IMAGE)
+    with pytest.raises(FormatError, match="new_boxes\\[0\\]"):
+        replace_boxes(text, result, [(5, 5, 1, 1)], "ferret", image_size=IMAGE)
+    with pytest.raises(FormatError, match="does not fit the text"):
+        replace_boxes("short", result, [CUP], "ferret", image_size=IMAGE)
+
+
+def test_tiny_boxes_never_render_empty() -> None:
+    tiny = (500.0, 250.0, 500.1, 250.1)
+    for fmt in GROUNDING_FORMATS:
+        text = render([("dot", [tiny])], fmt, image_size=IMAGE, resized_size=RESIZED)
+        result = _parse(text, fmt)
+        assert len(result.all_boxes()) == 1 and result.problems == [], fmt
+    edge = (999.9, 499.9, 1000.0, 500.0)
+    for fmt in GROUNDING_FORMATS:
+        text = render([("dot", [edge])], fmt, image_size=IMAGE, resized_size=RESIZED)
+        assert len(_parse(text, fmt).all_boxes()) == 1, fmt
+
+
+def test_family_formats() -> None:
+    assert FAMILY_FORMATS["qwen2_vl"] == "qwen2vl"
+    assert FAMILY_FORMATS["qwen2_5_vl"] == "qwen25vl"
+    assert FAMILY_FORMATS["internvl_chat"] == "internvl"
+    assert FAMILY_FORMATS["kosmos-2"] == "kosmos2"
+    assert set(FAMILY_FORMATS.values()) == set(GROUNDING_FORMATS)

@@ -1,0 +1,319 @@
+"""`spr train`: TRL's DPOTrainer with a LoRA policy on spooled (or exported) preference pairs.
+
+Model: a local vision-language folder loaded by TRL (``AutoModelForImageTextToText`` architecture from
+its config, ``DPOConfig.model_init_kwargs`` for dtype / attention), processor from the same folder.
+Policy: peft LoRA on the language model; reference: the same model with the adapter disabled (TRL's
+PEFT path), i.e. the frozen base, in every round.
+
+Output folder (``DPOConfig.output_dir``)::
+
+    spool/            the spool (unless --spool_dir / --dataset point elsewhere)
+    rounds.json       the round ledger (see spr.trainer.rounds: what is trained, where to resume)
+    round-NNN/        checkpoints of round N, and round-NNN/adapter/ when it finished
+    adapter/          the newest adapter + processor: PeftModel.from_pretrained(base, adapter/), or
+                      vLLM --enable-lora --lora-modules spr=adapter/
+    merged/           with --merge_adapter: base + adapter merged, + processor (from_pretrained / vLLM)
+    summary.json      the run summary (also printed by the CLI)
+
+Running the same command again resumes: an unfinished round continues from its last complete
+checkpoint, pairs pulled meanwhile go to the next round.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spr.shared.errors import SprError
+from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
+from spr.trainer.dataset import PairSource
+from spr.trainer.pull import Puller
+from spr.trainer.reporting import MetricsLogCallback, QuietProgressCallback, RoundReport, TrainSummary
+from spr.trainer.rounds import Round, RoundLedger, last_complete_checkpoint, round_dir
+from spr.trainer.spool import Spool
+
+if TYPE_CHECKING:
+    import datasets
+    from trl.trainer.dpo_config import DPOConfig
+
+logger = logging.getLogger(__name__)
+
+
+class NothingToTrain(SprError):  # noqa: N818 - the name says what the user meets
+    """The source holds no pair and the output folder has trained none."""
+
+
+def load_processor(model_dir: str) -> Any:
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(model_dir)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise TrainConfigError(f"cannot load a processor from model folder {model_dir!r}: {exc}") from exc
+
+
+def open_spool(cfg: SprTrainConfig, args: DPOConfig) -> Spool:
+    """The writable spool of this run, measuring pair lengths against ``args.max_length``."""
+    from spr.trainer.length import PairLengthMeasurer
+
+    measure = None
+    if args.max_length is not None:
+        # Its own processor: the pull thread measures while the training thread tokenizes.
+        measure = PairLengthMeasurer(load_processor(cfg.model_dir()))
+    return Spool(
+        cfg.resolved_spool_dir(output_dir_of(args)),
+        data_root=Path(cfg.data_root) if cfg.data_root else None,
+        max_length=args.max_length,
+        measure=measure,
+        copy_images=cfg.copy_images,
+    )
+
+
+def make_puller(cfg: SprTrainConfig, spool: Spool) -> Puller:
+    from spr.shared.queue import Queue, QueueConfig
+
+    if cfg.redis_url is None:
+        raise TrainConfigError("redis_url is not set: pass --redis_url or set SPR_REDIS_URL")
+    queue = Queue.from_url(cfg.redis_url, QueueConfig(visibility_timeout_s=cfg.visibility_timeout_s))
+    queue.ping()
+    return Puller(
+        queue,
+        spool,
+        consumer=cfg.consumer,
+        group=TRAINER_GROUP,
+        max_pairs=cfg.max_pairs,
+        until_empty=cfg.until_empty,
+        timeout_s=cfg.timeout_s,
+        batch_size=cfg.pull_batch,
+    )
+
+
+def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
+    """Pull (with ``from_queue``), then train every untrained pair in rounds; returns the summary.
+
+    The summary is also written to ``<output_dir>/summary.json``.
+    """
+    started = time.monotonic()
+    cfg.validate()
+    model_dir = cfg.model_dir()
+    output_dir = output_dir_of(args)
+    processor = load_processor(model_dir)
+    spool: Spool | None = None
+    puller: Puller | None = None
+    if cfg.dataset is not None:
+        source = PairSource.open_path(Path(cfg.dataset))
+    else:
+        spool = open_spool(cfg, args)
+        source = PairSource(spool=spool)
+    ledger = RoundLedger(output_dir, source.identity)
+    summary = TrainSummary(
+        source=source.identity, output_dir=str(output_dir), rounds_done_before=len(ledger.done())
+    )
+    try:
+        if cfg.from_queue:
+            assert spool is not None
+            puller = make_puller(cfg, spool)
+            if cfg.round_size is None:
+                puller.run()  # spool everything first, then train it in one round
+            else:
+                puller.start()  # keep spooling while rounds train
+        while (planned := _next_round(ledger, source, cfg, puller)) is not None:
+            report = train_round(planned, cfg, args, processor, source)
+            ledger.complete(planned, report.steps)
+            summary.rounds.append(report)
+            summary.pairs_trained += planned.pairs
+            summary.steps += report.steps_this_run
+        if puller is not None:
+            summary.pull = puller.join().as_dict()
+    finally:
+        if puller is not None:
+            puller.stop_event.set()
+        if spool is not None:
+            spool.close()
+    spool = spool or source.spool
+    if spool is not None:
+        stats = spool.stats()
+        summary.spool = {
+            "dir": str(spool.directory),
+            "pairs": stats.pairs,
+            "added": stats.added,
+            "duplicates": stats.duplicates,
+            "rejected": stats.rejected,
+            "failed": stats.failed,
+        }
+    done = ledger.done()
+    if not done:
+        raise NothingToTrain(
+            f"no pairs to train in {source.identity}: pull some first (--from_queue) or pass --dataset"
+        )
+    summary.adapter_dir = str(_publish_adapter(output_dir, done[-1]))
+    if summary.rounds:
+        summary.final_metrics = summary.rounds[-1].metrics
+    if cfg.merge_adapter and (summary.rounds or not (output_dir / "merged").exists()):
+        merged = merge_adapter(model_dir, Path(summary.adapter_dir), output_dir / "merged", args)
+        summary.merged_dir = str(merged)
+    summary.wall_time_s = time.monotonic() - started
+    path = summary.write(output_dir)
+    logger.info("training summary written to %s", path)
+    return summary
+
+
+def _next_round(
+    ledger: RoundLedger, source: PairSource, cfg: SprTrainConfig, puller: Puller | None
+) -> Round | None:
+    pending = ledger.pending()
+    if pending is not None:
+        logger.info("resuming round %d (pairs %d-%d)", pending.index, pending.start, pending.end)
+        return pending
+    start = ledger.next_start()
+    if puller is not None and cfg.round_size is not None:
+        puller.wait_for(start + cfg.round_size)  # returns early once pulling has stopped
+    available = len(source)
+    end = available if cfg.round_size is None else min(start + cfg.round_size, available)
+    if end <= start:
+        return None
+    planned = ledger.plan(end)
+    logger.info("round %d: pairs %d-%d", planned.index, planned.start, planned.end)
+    return planned
+
+
+def train_round(
+    planned: Round, cfg: SprTrainConfig, args: DPOConfig, processor: Any, source: PairSource
+) -> RoundReport:
+    """Train one round (resuming its last checkpoint if any); saves ``round-NNN/adapter``."""
+    from peft import LoraConfig, load_peft_weights, set_peft_model_state_dict
+    from transformers.trainer_callback import ProgressCallback
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    output_dir = output_dir_of(args)
+    directory = round_dir(output_dir, planned.index)
+    dataset = source.dataset(planned.start, planned.end)
+    _check_lengths(dataset, args.max_length)
+    _warn_if_capped(args, len(dataset))
+    checkpoint = last_complete_checkpoint(directory)
+    resumed_step = _checkpoint_step(checkpoint)
+    metrics = MetricsLogCallback(prefix=f"round {planned.index} ")
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    args.output_dir = str(directory)
+    try:
+        trainer = DPOTrainer(
+            model=cfg.model_dir(),
+            args=args,
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=lora,
+            callbacks=[metrics],
+        )
+        if trainer.pop_callback(ProgressCallback) is not None:
+            trainer.add_callback(QuietProgressCallback)
+        if checkpoint is None and planned.index > 0:
+            previous = round_dir(output_dir, planned.index - 1) / "adapter"
+            set_peft_model_state_dict(trainer.model, load_peft_weights(str(previous)))
+            logger.info("round %d starts from %s", planned.index, previous)
+        if checkpoint is not None:
+            logger.info("round %d resumes from %s", planned.index, checkpoint)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        adapter_dir = directory / "adapter"
+        trainer.save_model(str(adapter_dir))
+        steps = int(trainer.state.global_step)
+    finally:
+        args.output_dir = str(output_dir)
+    del trainer
+    gc.collect()
+    _empty_device_cache()
+    return RoundReport(
+        index=planned.index,
+        start=planned.start,
+        end=planned.end,
+        steps=steps,
+        steps_this_run=steps - resumed_step,
+        resumed_from=checkpoint.name if checkpoint else None,
+        adapter_dir=str(adapter_dir),
+        metrics=metrics.last_metrics,
+    )
+
+
+def _check_lengths(dataset: datasets.Dataset, max_length: int | None) -> None:
+    """Refuse pairs measured longer than ``max_length``: TRL would truncate them."""
+    if max_length is None or "tokens" not in dataset.column_names:
+        return
+    tokens = [value for value in dataset["tokens"] if value is not None]
+    too_long = sum(1 for value in tokens if value > max_length)
+    if too_long:
+        raise TrainConfigError(
+            f"{too_long} pair(s) are longer than max_length {max_length} (they were spooled with a larger "
+            "max_length): raise --max_length, or re-spool them with this one"
+        )
+    if len(tokens) < len(dataset):
+        logger.warning("%d pair(s) were spooled without a length check", len(dataset) - len(tokens))
+
+
+def _warn_if_capped(args: DPOConfig, pairs: int) -> None:
+    if args.max_steps is None or args.max_steps <= 0:
+        return
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    needed = math.ceil(pairs / per_step) * math.ceil(args.num_train_epochs)
+    if args.max_steps < needed:
+        logger.warning(
+            "max_steps=%d ends the round before its %d pairs are all trained (%d steps needed); the round "
+            "is still recorded as done",
+            args.max_steps,
+            pairs,
+            needed,
+        )
+
+
+def _checkpoint_step(checkpoint: Path | None) -> int:
+    if checkpoint is None:
+        return 0
+    return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _publish_adapter(output_dir: Path, last: Round) -> Path:
+    """Copy the newest round's adapter to ``<output_dir>/adapter`` (what users load and serve)."""
+    source = round_dir(output_dir, last.index) / "adapter"
+    target = output_dir / "adapter"
+    staging = output_dir / ".adapter.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def merge_adapter(model_dir: str, adapter_dir: Path, out_dir: Path, args: DPOConfig) -> Path:
+    """Save base + adapter merged into plain weights (and the processor) at ``out_dir``."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    init_kwargs = args.model_init_kwargs if isinstance(args.model_init_kwargs, dict) else {}
+    dtype = init_kwargs.get("dtype", "auto")
+    base = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(str(staging))
+    load_processor(model_dir).save_pretrained(str(staging))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    logger.info("merged model saved to %s", out_dir)
+    return out_dir
