@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from spr.shared import formats
-from spr.shared.boxes import BoxT, localization_score, refine_boxes
+from spr.shared.boxes import BoxT, localize_and_refine
 from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, Size
 
 IMAGE = Size(width=640, height=480)
@@ -33,8 +32,9 @@ def _make_case(rng: np.random.Generator) -> tuple[list[BoxT], list[tuple[str, li
     phrases: list[tuple[str, list[BoxT]]] = []
     for i, (x1, y1, x2, y2) in enumerate(gt):
         j = rng.normal(0, 6, size=4)
-        box = (x1 + j[0], y1 + j[1], x2 + j[2], y2 + j[3])
-        box = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], 639.0), min(box[3], 479.0))
+        bx1, by1 = max(x1 + j[0], 0.0), max(y1 + j[1], 0.0)
+        # jitter never inverts a box: keep at least 8 px per side
+        box = (bx1, by1, min(max(x2 + j[2], bx1 + 8.0), 639.0), min(max(y2 + j[3], by1 + 8.0), 479.0))
         phrases.append((f"the {['red', 'blue', 'green', 'yellow', 'purple'][i]} shape", [box]))
     phrases.append(("a distractor", [(10.0, 10.0, 60.0, 50.0)]))
     return gt, phrases
@@ -69,8 +69,7 @@ def bench_format(fmt: GroundingFormat, n: int, seed: int) -> dict[str, float]:
         for gt, text in cases:
             parsed = formats.parse(text, fmt, image_size=IMAGE, resized_size=resized)
             pred = parsed.all_boxes()
-            localization_score(gt, pred)
-            refined = refine_boxes(pred, gt)
+            _, refined = localize_and_refine(gt, pred)
             formats.replace_boxes(text, parsed, refined, fmt, image_size=IMAGE, resized_size=resized)
 
     t_parse = _time(parse_only)

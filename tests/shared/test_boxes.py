@@ -223,3 +223,13 @@ def test_refine_keeps_order_and_length_and_handles_empty() -> None:
     assert refine_boxes(pred, [G0, G1]) == [pred[0], G0, G1]
     assert refine_boxes(pred, []) == pred
     assert refine_boxes([], [G0]) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(box_strategy, min_size=0, max_size=7), st.lists(box_strategy, min_size=0, max_size=8))
+def test_localize_and_refine_equals_the_two_functions(gt: list[BoxT], pred: list[BoxT]) -> None:
+    from spr.shared.boxes import localize_and_refine
+
+    loc, refined = localize_and_refine(gt, pred, threshold=0.5)
+    assert loc == localization_score(gt, pred, threshold=0.5)
+    assert refined == refine_boxes(pred, gt, threshold=0.5)

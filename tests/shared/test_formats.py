@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-
 from spr.shared.formats import (
     FAMILY_FORMATS,
     FormatError,
@@ -15,6 +14,7 @@ from spr.shared.formats import (
     replace_boxes,
     strip_boxes,
 )
+from spr.shared.formats.grids import BoxT
 from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
 
 IMAGE = Size(width=1000, height=500)
@@ -80,7 +80,10 @@ def test_qwen2vl_example() -> None:
 
 
 def test_internvl_example() -> None:
-    text = "<ref>a red cup</ref><box>[[120, 340, 260, 512]]</box> and <ref>plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box>"
+    text = (
+        "<ref>a red cup</ref><box>[[120, 340, 260, 512]]</box> and "
+        "<ref>plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box>"
+    )
     result = _parse(text, "internvl")
     assert [p.text for p in result.phrases] == ["a red cup", "plates"]
     assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP, (1, 1, 3, 2), (5, 3, 7, 4)]))
@@ -97,7 +100,10 @@ def test_qwen25vl_example_in_resized_pixels() -> None:
 
 
 def test_kosmos2_example_decodes_to_cell_bounds() -> None:
-    text = "<grounding> An image of<phrase> a snowman</phrase><object><patch_index_0044><patch_index_0863></object>"
+    text = (
+        "<grounding> An image of<phrase> a snowman</phrase>"
+        "<object><patch_index_0044><patch_index_0863></object>"
+    )
     result = _parse(text, "kosmos2", Size(width=640, height=320))
     assert [p.text for p in result.phrases] == ["a snowman"]
     # 44 = row 1, col 12 (top-left cell); 863 = row 26, col 31 (bottom-right cell).
@@ -106,7 +112,7 @@ def test_kosmos2_example_decodes_to_cell_bounds() -> None:
 
 
 def test_render_box_per_format() -> None:
-    expected = {
+    expected: dict[GroundingFormat, str] = {
         "ferret": "[120, 340, 260, 512]",
         "shikra": "[0.120,0.340,0.260,0.512]",
         "qwen2vl": "<|box_start|>(120,340),(260,512)<|box_end|>",
@@ -126,7 +132,7 @@ def test_ferret_grid_clamps_to_999() -> None:
 
 
 def test_render_examples() -> None:
-    phrases = [("a red cup", [CUP]), ("plates", [(1, 1, 3, 2), (5, 3, 7, 4)])]
+    phrases: list[tuple[str, list[BoxT]]] = [("a red cup", [CUP]), ("plates", [(1, 1, 3, 2), (5, 3, 7, 4)])]
     assert render(phrases, "ferret", image_size=IMAGE) == (
         "a red cup [120, 340, 260, 512], plates [1, 2, 3, 4], [5, 6, 7, 8]."
     )
@@ -155,6 +161,14 @@ def test_replace_boxes_edits_only_coordinates() -> None:
     assert new == "A red cup [0, 0, 100, 100] (left) and plates [1, 2, 3, 4], [10, 10, 20, 20]; done."
 
 
+def test_replace_boxes_keeps_the_text_of_unchanged_boxes_unless_flagged() -> None:
+    text = "a cup [ 1,2, 3 ,4 ] and a plate [600, 20, 1200, 30]"
+    result = _parse(text, "ferret")
+    assert _kinds(result) == ["out_of_range"]
+    new = replace_boxes(text, result, result.all_boxes(), "ferret", image_size=IMAGE)
+    assert new == "a cup [ 1,2, 3 ,4 ] and a plate [600, 20, 999, 30]"
+
+
 # --- messy output -------------------------------------------------------------------------------------
 
 
@@ -162,7 +176,8 @@ def test_extra_spaces_are_tolerated() -> None:
     cases: dict[GroundingFormat, str] = {
         "ferret": "a red cup  [ 120 ,340,  260 , 512 ]",
         "shikra": "a red cup [ 0.12 , 0.34,0.26 , 0.512 ]",
-        "qwen2vl": "<|object_ref_start|> a red cup <|object_ref_end|> <|box_start|> ( 120 , 340 ) , ( 260 , 512 ) <|box_end|>",
+        "qwen2vl": "<|object_ref_start|> a red cup <|object_ref_end|> "
+        "<|box_start|> ( 120 , 340 ) , ( 260 , 512 ) <|box_end|>",
         "internvl": "<ref> a red cup </ref> <box> [ [ 120 , 340 , 260 , 512 ] ] </box>",
         "qwen25vl": '[{ "bbox_2d" : [ 60 , 85 , 130 , 128 ] , "label" : "a red cup" }]',
     }
@@ -179,7 +194,8 @@ def test_several_boxes_for_one_phrase() -> None:
         "shikra": "two plates [0.001,0.002,0.003,0.004], [0.005,0.006,0.007,0.008;0.009,0.010,0.011,0.012]",
         "qwen2vl": "<|object_ref_start|>two plates<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
         "<|box_start|>(5,6),(7,8)<|box_end|>\n<|box_start|>(9,10),(11,12)<|box_end|>",
-        "internvl": "<ref>two plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box> <box>[[9, 10, 11, 12]]</box>",
+        "internvl": "<ref>two plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box> "
+        "<box>[[9, 10, 11, 12]]</box>",
         "kosmos2": "<phrase>two plates</phrase><object><patch_index_0000><patch_index_0033>"
         "</delimiter_of_multi_objects/><patch_index_0002><patch_index_0035>"
         "</delimiter_of_multi_objects/><patch_index_0004><patch_index_0037></object>",
@@ -292,7 +308,8 @@ def test_inverted_boxes_are_swapped_and_empty_ones_dropped() -> None:
 
 def test_qwen25vl_json_with_prose_junk_and_key_order() -> None:
     text = (
-        'Sure! Here are the objects:\n```json\n[\n  {"label": "a \\"red\\" cup", "bbox_2d": [60, 85, 130, 128]},\n'
+        "Sure! Here are the objects:\n```json\n[\n"
+        '  {"label": "a \\"red\\" cup", "bbox_2d": [60, 85, 130, 128]},\n'
         '  {"bbox_2d": [0.5, 1.5, 10, 20.25], "label": "dot", "score": 0.9}\n]\n```\nAnything else?'
     )
     result = _parse(text, "qwen25vl")
@@ -341,11 +358,13 @@ def test_strip_boxes_keeps_phrase_words() -> None:
     cases: dict[GroundingFormat, str] = {
         "ferret": "A red cup [120, 340, 260, 512] on the table [0, 500, 999, 999], [1, 2, 3, 4].",
         "shikra": "A red cup [0.120,0.340,0.260,0.512] on the table [0.1,0.2,0.3,0.4;0.5,0.6,0.7,0.8].",
-        "qwen2vl": "A <|object_ref_start|>red cup<|object_ref_end|><|box_start|>(120,340),(260,512)<|box_end|> "
+        "qwen2vl": "A <|object_ref_start|>red cup<|object_ref_end|>"
+        "<|box_start|>(120,340),(260,512)<|box_end|> "
         "on <|object_ref_start|>the table<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>.<|im_end|>",
         "internvl": "A <ref>red cup</ref><box>[[120, 340, 260, 512]]</box> on <ref>the table</ref>"
         "<box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box>.",
-        "kosmos2": "<grounding> A<phrase> red cup</phrase><object><patch_index_0044><patch_index_0863></object> "
+        "kosmos2": "<grounding> A<phrase> red cup</phrase>"
+        "<object><patch_index_0044><patch_index_0863></object> "
         "on<phrase> the table</phrase><object><patch_index_0001><patch_index_0002>"
         "</delimiter_of_multi_objects/><patch_index_0003><patch_index_0004></object>.",
     }

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from spr.shared.formats import parse, render, replace_boxes, strip_boxes
 from spr.shared.formats.grids import BoxT
 from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
 
-PROPERTY = settings(max_examples=100, deadline=None)
+PROPERTY = settings(max_examples=60, deadline=None)
 WORDS = ["a", "red", "cup", "the", "large", "dog", "on", "table", "two", "plates", "blue", "car"]
 PROSE = ["", " ", "The image shows ", " and ", ". ", ", then ", "\n", " next to ", "; "]
 
@@ -34,8 +33,8 @@ def boxes_in(draw: st.DrawFn, image: Size) -> BoxT:
 
 @st.composite
 def descriptions(draw: st.DrawFn, image: Size) -> list[tuple[str, list[BoxT]]]:
-    n = draw(st.integers(1, 6))
-    return [(draw(phrase_texts), draw(st.lists(boxes_in(image), min_size=1, max_size=3))) for _ in range(n)]
+    n = draw(st.integers(1, 4))
+    return [(draw(phrase_texts), draw(st.lists(boxes_in(image), min_size=1, max_size=2))) for _ in range(n)]
 
 
 def _tolerance(fmt: GroundingFormat, image: Size, resized: Size) -> tuple[float, float]:
@@ -92,13 +91,16 @@ def test_render_then_parse_gives_the_boxes_back(
     _check_invariants(text, result, image)
     assert result.problems == []
     tol = _tolerance(fmt, image, resized)
-    if fmt == "qwen25vl":  # one object (= one phrase) per box
-        expected = [(label, [box]) for label, boxes in phrases for box in boxes]
-    else:
-        expected = phrases
+    # qwen25vl writes one object (= one phrase) per box.
+    expected = [(label, [box]) for label, boxes in phrases for box in boxes] if fmt == "qwen25vl" else phrases
     assert [p.text for p in result.phrases] == [label for label, _ in expected]
     for phrase, (_, boxes) in zip(result.phrases, expected, strict=True):
         _assert_close(phrase.boxes, boxes, tol)
+        if fmt == "kosmos2":  # corners snap outwards to the bounds of their cells
+            for got, want in zip(phrase.boxes, boxes, strict=True):
+                eps = 1e-6 * max(image.width, image.height)
+                assert got[0] <= want[0] + eps and got[1] <= want[1] + eps, (got, want)
+                assert got[2] >= want[2] - eps and got[3] >= want[3] - eps, (got, want)
     for phrase in result.phrases:
         assert text[phrase.span[0] : phrase.span[1]] == phrase.text
 
@@ -233,12 +235,16 @@ def test_parse_never_raises_on_fragments(
     fmt: GroundingFormat, data: st.DataObject, image: Size, resized: Size
 ) -> None:
     pieces = st.one_of(st.sampled_from(_FRAGMENTS[fmt]), st.text(max_size=3))
-    text = "".join(data.draw(st.lists(pieces, max_size=30)))
+    text = "".join(data.draw(st.lists(pieces, max_size=20)))
     result = parse(text, fmt, image_size=image, resized_size=resized)
     _check_invariants(text, result, image)
     assert isinstance(strip_boxes(text, fmt), str)
-    # Rewriting every box with itself keeps the text outside the boxes and the number of boxes.
-    out = replace_boxes(text, result, result.all_boxes(), fmt, image_size=image, resized_size=resized)
+    # Rewriting the boxes keeps the text outside them, and the number of boxes.
+    moved = [(x1 / 2, y1 / 2, x2, y2) for x1, y1, x2, y2 in result.all_boxes()]
+    out = replace_boxes(text, result, moved, fmt, image_size=image, resized_size=resized)
     reparsed = parse(out, fmt, image_size=image, resized_size=resized)
-    assert len(reparsed.all_boxes()) == len(result.all_boxes())
+    assert len(reparsed.all_boxes()) == len(moved)
     assert _outside_spans(out, reparsed) == _outside_spans(text, result)
+    same = replace_boxes(text, result, result.all_boxes(), fmt, image_size=image, resized_size=resized)
+    if not result.problems:
+        assert same == text  # boxes given back unchanged keep their original text

@@ -155,6 +155,63 @@ def refine_boxes(pred: Sequence[BoxT], gt: Sequence[BoxT], *, threshold: float =
     return [gt[j] if v > threshold else box for box, j, v in zip(pred, best, best_iou, strict=True)]
 
 
+def localize_and_refine(
+    gt: Sequence[BoxT],
+    pred: Sequence[BoxT],
+    *,
+    threshold: float = 0.5,
+    mode: LocalizationMode = "paper",
+    refine_threshold: float = 0.5,
+) -> tuple[Localization, list[BoxT]]:
+    """``localization_score(gt, pred)`` and ``refine_boxes(pred, gt)`` from one IoU computation.
+
+    The scorer needs both for every candidate; computing the GT x prediction IoUs once instead of
+    twice is most of the saving on its hot path. Same units, rules and results as the two functions.
+    """
+    _check_threshold(refine_threshold)
+    if mode != "paper" or len(gt) * len(pred) > _PYTHON_PAIRS_MAX or not gt or not pred:
+        loc = localization_score(gt, pred, threshold=threshold, mode=mode)
+        return loc, refine_boxes(pred, gt, threshold=refine_threshold)
+    _check_threshold(threshold)
+    rows = _iou_rows(gt, pred)
+    matches: list[Match] = []
+    for i, row in enumerate(rows):
+        top_j, top = 0, row[0]
+        for j in range(1, len(row)):
+            if row[j] > top:
+                top_j, top = j, row[j]
+        if top >= threshold and top > 0.0:
+            matches.append(Match(i, top_j, top))
+    refined: list[BoxT] = []
+    for j, box in enumerate(pred):
+        top_i, top = 0, rows[0][j]
+        for i in range(1, len(rows)):
+            if rows[i][j] > top:
+                top_i, top = i, rows[i][j]
+        refined.append(gt[top_i] if top > refine_threshold else box)
+    return Localization(sum(m.iou for m in matches) / len(gt), matches), refined
+
+
+def _iou_rows(a: Sequence[BoxT], b: Sequence[BoxT]) -> list[list[float]]:
+    """IoU of every ``a`` box with every ``b`` box as Python lists (small inputs only)."""
+    b_rows = [(bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1)) for bx1, by1, bx2, by2 in b]
+    out: list[list[float]] = []
+    for ax1, ay1, ax2, ay2 in a:
+        area_a = (ax2 - ax1) * (ay2 - ay1)
+        row: list[float] = []
+        for bx1, by1, bx2, by2, area_b in b_rows:
+            iw = (ax2 if ax2 < bx2 else bx2) - (ax1 if ax1 > bx1 else bx1)
+            ih = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
+            if iw <= 0.0 or ih <= 0.0:
+                row.append(0.0)
+                continue
+            inter = iw * ih
+            union = area_a + area_b - inter
+            row.append(inter / union if union > 0.0 else 0.0)
+        out.append(row)
+    return out
+
+
 # Below this many box pairs a plain Python loop beats numpy's fixed cost per call (array creation and
 # a dozen ufunc calls); measured crossover on one core is 100-150 pairs of float tuples.
 _PYTHON_PAIRS_MAX = 128

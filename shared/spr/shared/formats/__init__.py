@@ -20,7 +20,6 @@ from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, 
 
 __all__ = [
     "FAMILY_FORMATS",
-    "BoxT",
     "FormatError",
     "parse",
     "render",
@@ -108,17 +107,24 @@ def replace_boxes(
     """``text`` with each parsed box's coordinate text rewritten for the matching new box.
 
     ``parsed`` must be ``parse(text, fmt, ...)``; ``new_boxes`` (original-image pixels) are in the order
-    of ``parsed.all_boxes()``. Only the box spans change: every other character is byte-identical.
+    of ``parsed.all_boxes()``. Only the box spans change: every other character is byte-identical. A new
+    box equal to its parsed box keeps its original coordinate text, unless parsing reported a problem
+    for that box (clamped or swapped values are then written out correctly).
     """
     codec = _codec(fmt)
-    spans = [span for phrase in parsed.phrases for span in phrase.box_spans]
+    old_boxes: list[BoxT] = []
+    spans: list[tuple[int, int]] = []
+    for phrase in parsed.phrases:
+        old_boxes.extend(phrase.boxes)
+        spans.extend(phrase.box_spans)
     if len(new_boxes) != len(spans):
         raise FormatError(
             f"new_boxes has {len(new_boxes)} boxes but the parsed text has {len(spans)}: give one box per "
             "parsed box, in parsed.all_boxes() order"
         )
+    flagged = {problem.span for problem in parsed.problems}
     order = sorted(range(len(spans)), key=spans.__getitem__)
-    pieces: list[str] = []
+    edits: list[int] = []
     pos = 0
     for i in order:
         start, end = spans[i]
@@ -126,9 +132,19 @@ def replace_boxes(
             raise FormatError(
                 f"parsed box span {spans[i]} does not fit the text: pass the ParseResult of this text"
             )
-        box = checked_box(new_boxes[i], image_size, f"new_boxes[{i}]")
+        pos = end
+        if tuple(new_boxes[i]) != old_boxes[i] or spans[i] in flagged:
+            edits.append(i)
+    if not edits:
+        return text
+    boxes = [checked_box(new_boxes[i], image_size, f"new_boxes[{i}]") for i in edits]
+    written = codec.coords(boxes, [text[slice(*spans[i])] for i in edits], image_size, resized_size)
+    pieces: list[str] = []
+    pos = 0
+    for i, coords in zip(edits, written, strict=True):
+        start, end = spans[i]
         pieces.append(text[pos:start])
-        pieces.append(codec.coords(box, image_size, resized_size, text[start:end]))
+        pieces.append(coords)
         pos = end
     pieces.append(text[pos:])
     return "".join(pieces)

@@ -17,17 +17,19 @@ the text); ``[see note]`` is plain text. Box spans: the whole bracket for a one-
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, GridBox, LinearGrid, linear_grid
-from spr.shared.formats.parsing import ParseBuilder, read_numbers, snippet
+from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
 from spr.shared.schemas import ParseResult, Size
 
-_BRACKET = re.compile(r"\[(?=\s*[-+.\d]|\s*\Z)([^\[\]\n]*)(\])?")
+# After "[": a bracket that may be a box; the fast alternative (the common spelling) is built per format.
+_BRACKET = r"(?P<G>(?=\s*[-+.\d]|\s*\Z)(?P<content>[^\[\]\n]*)(?P<close>\])?)"
 _SAME_PHRASE = re.compile(r"[\s,]*")
 _LAST_BOUNDARY = re.compile(r".*(?:[.!?;:](?=\s)|\n)", re.S)
-_PHRASE_CORE = re.compile(r"[\s,;:(]*(.*?)[\s,;:(]*", re.S)
+_PHRASE_LEAD = re.compile(r"[\s,;:(]*")
+_PHRASE_TRAIL = frozenset(" \t\r\n\f\v,;:(")
 _SEGMENT = re.compile(r"[^;]+")
 _STRIP_BOX = re.compile(r"\s*\[(?=\s*[-+.\d]|\s*\Z)[^\[\]\n]*(?:\]|\Z)")
 
@@ -37,9 +39,9 @@ class BracketCodec:
 
     ``vmax``: the largest grid value (999 for ferret, 1000 for shikra); ``scale``: grid steps per unit
     of the numbers written (1 for ferret's integers, 1000 for shikra's [0, 1] decimals);
-    ``fast``: a regex that fully matches the common spelling of one box's numbers, groups 1-4;
-    ``write``: grid values -> the number list without brackets; ``multi_sep``: how several boxes of
-    one phrase are joined when rendering.
+    ``number``: a regex (no groups) of one number in the common spelling; ``write``: grid values ->
+    the number list without brackets; ``multi_sep``: how several boxes of one phrase are joined when
+    rendering.
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class BracketCodec:
         vmax: int,
         scale: int,
         integers: bool,
-        fast: re.Pattern[str],
+        number: str,
         write: Callable[[GridBox], str],
         multi_sep: str,
         range_text: str,
@@ -58,7 +60,10 @@ class BracketCodec:
         self._vmax = vmax
         self._scale = scale
         self._integers = integers
-        self._fast = fast
+        four = r"\s*,\s*".join(f"(?P<v{i}>{number})" for i in range(1, 5))
+        self._fast = re.compile(rf"\s*{four}\s*")  # one box's numbers, without brackets
+        # The literal "[" up front lets the regex engine skip plain text quickly.
+        self._scan = re.compile(rf"\[(?:(?P<F>\s*{four}\s*\])|{_BRACKET})")
         self._write = write
         self._multi_sep = multi_sep
         self._range_text = range_text
@@ -72,10 +77,12 @@ class BracketCodec:
         grid = self._grid(image_size)
         b = ParseBuilder(text)
         prev_end = -1
-        for m in _BRACKET.finditer(text):
+        scale = self._scale
+        for m in self._scan.finditer(text):
             start, end = m.span()
-            if m.group(2) is None:
-                if end == len(text):
+            fast = m.lastgroup == "F"
+            if not fast and m.group("close") is None:
+                if at_end(text, end):
                     b.problem(
                         "truncated_box",
                         f"box {snippet(m.group())!r} is cut off at the end of the text; dropped",
@@ -90,15 +97,24 @@ class BracketCodec:
             if prev_end < 0 or not _SAME_PHRASE.fullmatch(text, prev_end, start):
                 lo = max(prev_end, 0)
                 boundary = _LAST_BOUNDARY.match(text, lo, start)
-                core = _PHRASE_CORE.fullmatch(text, boundary.end() if boundary else lo, start)
-                s, e = core.span(1) if core else (start, start)
+                lead = _PHRASE_LEAD.match(text, boundary.end() if boundary else lo, start)
+                s = lead.end() if lead else start  # the pattern matches the empty string: always a match
+                e = start
+                while e > s and text[e - 1] in _PHRASE_TRAIL:
+                    e -= 1
                 if s == e:
                     s = e = start
                 b.open_phrase(text[s:e], s, e)
             prev_end = end
-            content_start = start + 1
-            if ";" in m.group(1):
-                for seg in _SEGMENT.finditer(text, content_start, end - 1):
+            if fast:
+                x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
+                if scale == 1:
+                    b.add_linear((int(x1), int(y1), int(x2), int(y2)), start, end, grid)
+                else:
+                    values = (float(x1) * scale, float(y1) * scale, float(x2) * scale, float(y2) * scale)
+                    b.add_linear(values, start, end, grid)
+            elif ";" in m.group("content"):
+                for seg in _SEGMENT.finditer(text, start + 1, end - 1):
                     s, e = seg.span()
                     while s < e and text[s].isspace():
                         s += 1
@@ -107,7 +123,7 @@ class BracketCodec:
                     if s < e:
                         self._read(b, text, s, e, s, e, grid)
             else:
-                self._read(b, text, content_start, end - 1, start, end, grid)
+                self._read(b, text, start + 1, end - 1, start, end, grid)
         return b.result()
 
     def _read(
@@ -117,11 +133,8 @@ class BracketCodec:
         scale = self._scale
         m = self._fast.fullmatch(text, cs, ce)
         if m is not None:
-            values: list[float]
-            if scale == 1:
-                values = [int(m[1]), int(m[2]), int(m[3]), int(m[4])]
-            else:
-                values = [float(m[1]) * scale, float(m[2]) * scale, float(m[3]) * scale, float(m[4]) * scale]
+            x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
+            values = (float(x1) * scale, float(y1) * scale, float(x2) * scale, float(y2) * scale)
             b.add_linear(values, start, end, grid)
             return
         read = read_numbers(text[cs:ce], integers=self._integers)
@@ -130,9 +143,15 @@ class BracketCodec:
             return
         b.add_linear([v * scale for v in read], start, end, grid)
 
-    def coords(self, box: BoxT, image_size: Size, resized_size: Size | None, original: str) -> str:
-        numbers = self._write(self._grid(image_size).encode(box))
-        return f"[{numbers}]" if original.startswith("[") else numbers
+    def coords(
+        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
+    ) -> list[str]:
+        grid, write = self._grid(image_size), self._write
+        # A box inside a multi-box bracket has a span without the brackets.
+        return [
+            f"[{write(grid.encode(box))}]" if original.startswith("[") else write(grid.encode(box))
+            for box, original in zip(boxes, originals, strict=True)
+        ]
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         box = checked_box(box, image_size, "box")

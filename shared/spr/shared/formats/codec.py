@@ -33,8 +33,10 @@ class Codec(Protocol):
         """Phrases with boxes in original-image pixels, plus the problems met; never raises."""
         ...
 
-    def coords(self, box: BoxT, image_size: Size, resized_size: Size | None, original: str) -> str:
-        """The coordinate text that replaces ``original`` (a parsed box span's text) for ``box``."""
+    def coords(
+        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
+    ) -> list[str]:
+        """For each box, the coordinate text that replaces its ``originals`` entry (a box span's text)."""
         ...
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:

@@ -8,8 +8,6 @@ is ``out_of_range`` and clamped to 999.
 
 from __future__ import annotations
 
-import re
-
 from spr.shared.formats.bracketed import BracketCodec
 from spr.shared.formats.grids import GridBox
 
@@ -23,7 +21,7 @@ CODEC = BracketCodec(
     vmax=999,
     scale=1,
     integers=True,
-    fast=re.compile(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*"),
+    number=r"\d+",
     write=_write,
     multi_sep=", ",
     range_text="the 0-999 grid",

@@ -10,6 +10,7 @@ span is its inner ``[x1, y1, x2, y2]`` list. A list cut off by the end of the te
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
@@ -75,8 +76,11 @@ class InternVLCodec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))
 
-    def coords(self, box: BoxT, image_size: Size, resized_size: Size | None, original: str) -> str:
-        return _coords(box, _grid(image_size))
+    def coords(
+        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
+    ) -> list[str]:
+        grid = _grid(image_size)
+        return [_coords(box, grid) for box in boxes]
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         return f"<box>[{_coords(checked_box(box, image_size, 'box'), _grid(image_size))}]</box>"

@@ -15,6 +15,7 @@ nearest valid cell to clamp to); a bottom-right cell above or left of the top-le
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, CellGrid, cell_grid
@@ -104,8 +105,11 @@ class Kosmos2Codec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))
 
-    def coords(self, box: BoxT, image_size: Size, resized_size: Size | None, original: str) -> str:
-        return _coords(box, _grid(image_size))
+    def coords(
+        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
+    ) -> list[str]:
+        grid = _grid(image_size)
+        return [_coords(box, grid) for box in boxes]
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         return f"<object>{_coords(checked_box(box, image_size, 'box'), _grid(image_size))}</object>"

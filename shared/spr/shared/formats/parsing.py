@@ -31,6 +31,7 @@ M = TypeVar("M", bound=BaseModel)
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _INTEGER = re.compile(r"[-+]?\d+")
 _SEPARATORS = frozenset("()[],; \t\r\n")
+_BLANK = re.compile(r"\s*")
 _SNIPPET = 60
 _set = object.__setattr__
 
@@ -58,6 +59,11 @@ for _model in (Phrase, ParseProblem, ParseResult):
 def snippet(text: str) -> str:
     """``text`` shortened for a problem message."""
     return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
+
+
+def at_end(text: str, pos: int) -> bool:
+    """Whether only whitespace follows ``pos``: the text was cut off there."""
+    return _BLANK.fullmatch(text, pos) is not None
 
 
 def read_numbers(content: str, *, integers: bool) -> list[float] | str:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
 from spr.shared.formats.codec import PhraseBoxes, checked_box, require_resized, tidy_text
 from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
-from spr.shared.formats.parsing import ParseBuilder, read_numbers, snippet
-from spr.shared.formats.tagged import at_end
+from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
 from spr.shared.schemas import ParseResult, Size
 
 _OBJECT = re.compile(r"\{[^{}]*(\})?")
@@ -108,8 +108,11 @@ class Qwen25VLCodec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return _parse(text, _grid(image_size, resized_size))
 
-    def coords(self, box: BoxT, image_size: Size, resized_size: Size | None, original: str) -> str:
-        return _coords(box, _grid(image_size, resized_size))
+    def coords(
+        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
+    ) -> list[str]:
+        grid = _grid(image_size, resized_size)
+        return [_coords(box, grid) for box in boxes]
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         """The ``[x1, y1, x2, y2]`` bbox_2d list (resized-image pixels), as prompts quote a region."""

@@ -12,11 +12,12 @@ The tags are special tokens: generated text must be decoded with ``skip_special_
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
-from spr.shared.formats.parsing import ParseBuilder, read_numbers
-from spr.shared.formats.tagged import at_end, content_span, parse_tagged, report_unreadable
+from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers
+from spr.shared.formats.tagged import content_span, parse_tagged, report_unreadable
 from spr.shared.schemas import ParseResult, Size
 
 REF_START, REF_END = "<|object_ref_start|>", "<|object_ref_end|>"
@@ -70,8 +71,11 @@ class Qwen2VLCodec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))
 
-    def coords(self, box: BoxT, image_size: Size, resized_size: Size | None, original: str) -> str:
-        return _coords(box, _grid(image_size))
+    def coords(
+        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
+    ) -> list[str]:
+        grid = _grid(image_size)
+        return [_coords(box, grid) for box in boxes]
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         return BOX_START + _coords(checked_box(box, image_size, "box"), _grid(image_size)) + BOX_END

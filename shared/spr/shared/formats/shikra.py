@@ -8,12 +8,8 @@ policy: see :mod:`spr.shared.formats.bracketed` and :mod:`spr.shared.formats.par
 
 from __future__ import annotations
 
-import re
-
 from spr.shared.formats.bracketed import BracketCodec
 from spr.shared.formats.grids import GridBox
-
-_N = r"\s*(\d+(?:\.\d+)?|\.\d+)\s*"
 
 
 def _write(v: GridBox) -> str:
@@ -26,7 +22,7 @@ CODEC = BracketCodec(
     vmax=1000,
     scale=1000,
     integers=False,
-    fast=re.compile(f"{_N},{_N},{_N},{_N}"),
+    number=r"\d+(?:\.\d+)?|\.\d+",
     write=_write,
     multi_sep=";",
     range_text="[0, 1]",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Protocol, TypeVar
 
-from spr.shared.formats.parsing import ParseBuilder, snippet
+from spr.shared.formats.parsing import ParseBuilder, at_end, snippet
 from spr.shared.schemas import ParseResult
 
 G = TypeVar("G", contravariant=True)
@@ -37,11 +37,6 @@ class PairReader(Protocol[G]):
     def __call__(self, b: ParseBuilder, m: re.Match[str], grid: G) -> None:
         """Add the box of a ``PB`` match (its phrase is already open)."""
         ...
-
-
-def at_end(text: str, pos: int) -> bool:
-    """Whether only whitespace follows ``pos``: the text was cut off there."""
-    return _BLANK.fullmatch(text, pos) is not None
 
 
 def parse_tagged(

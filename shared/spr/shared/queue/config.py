@@ -64,3 +64,11 @@ def errors_key(stream: str, group: str) -> str:
     Holds only entries that are failing right now: ack and dead-lettering remove their field.
     """
     return f"spr:errors:{stream}:{group}"
+
+
+def outcomes_key(ledger: str) -> str:
+    """Hash of item id -> outcome for one consumer role (e.g. why the scorer made no pair).
+
+    Keyed by item id, so a redelivered item overwrites its own entry and counts stay exact.
+    """
+    return f"spr:outcomes:{ledger}"

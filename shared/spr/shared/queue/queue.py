@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from pydantic import BaseModel
-from spr.shared.queue.config import PIPELINE_STREAMS, STREAM_DEAD, QueueConfig, errors_key, ids_key
+from spr.shared.queue.config import (
+    PIPELINE_STREAMS,
+    STREAM_DEAD,
+    QueueConfig,
+    errors_key,
+    ids_key,
+    outcomes_key,
+)
 from spr.shared.queue.deadletter import MAX_ERROR_CHARS, NO_ERROR_RECORDED, DeadLetter
 from spr.shared.queue.delivery import Delivery
 from spr.shared.queue.errors import BackpressureTimeout, translate_redis_errors
@@ -31,6 +38,8 @@ from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH
 from spr.shared.queue.status import QueueStatus, collect_status
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=BaseModel)
 
 # Backpressure polls the backlog this often (seconds), backing off to the maximum while it waits.
 _POLL_MIN_S = 0.01
@@ -314,3 +323,40 @@ class Queue:
             if min_id is None:
                 return 0
             return int(self._client.xtrim(stream, minid=min_id, approximate=False))
+
+    # -- reading back (operators, the demo, tests) -------------------------------------------------
+
+    def items(self, stream: str, model: type[T], *, page: int = 500) -> Iterator[tuple[str, T]]:
+        """Every item still in ``stream``, oldest first, as ``(item_id, parsed payload)``.
+
+        A read-only scan (XRANGE in pages): it delivers nothing to any group and acks nothing.
+        """
+        start = "-"
+        while True:
+            with translate_redis_errors(self.url):
+                entries = self._client.xrange(stream, min=start, count=page) or []
+            for _entry_id, fields in entries:
+                data = {str(k): str(v) for k, v in (fields or {}).items()}
+                yield data["item_id"], model.model_validate_json(data["data"])
+            if len(entries) < page:
+                return
+            last = str(entries[-1][0])
+            ms, seq = last.split("-")
+            start = f"{ms}-{int(seq) + 1}"
+
+    def record_outcome(self, ledger: str, item_id: str, outcome: str) -> None:
+        """Record what became of ``item_id`` (e.g. "pair", "no pair: margin too small").
+
+        Idempotent per item: a redelivered item overwrites its own record.
+        """
+        with translate_redis_errors(self.url):
+            self._client.hset(outcomes_key(ledger), item_id, outcome)
+
+    def outcomes(self, ledger: str) -> dict[str, int]:
+        """How many items ended in each outcome, for one ledger."""
+        with translate_redis_errors(self.url):
+            values = self._client.hvals(outcomes_key(ledger))
+        counts: dict[str, int] = {}
+        for value in values:
+            counts[str(value)] = counts.get(str(value), 0) + 1
+        return counts

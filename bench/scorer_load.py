@@ -1,0 +1,305 @@
+"""Load benchmark of the scorer's HTTP service: N concurrent clients posting regions of 8 candidates.
+
+The server is the real thing, ``spr scorer serve`` in a subprocess on a free port (its own
+interpreter, so the clients' event loop does not share its GIL); the clients are asyncio + httpx in
+this process. Two scenarios, each after a warm-up:
+
+- localization-only: SPR_SCORER_SEMANTIC_MODEL=none, lambda = 0;
+- tiny CLIP: the tiny offline CLIP (``spr models tiny``), lambda = 0.8 (crop + local + text encoders).
+
+Then the raw batched model throughput is measured in this process, with the server stopped: the same
+CLIP calls the scorer makes (``embed_regions`` on a batch of regions, ``embed_texts`` on their 8 texts
+each), back to back, in candidates/s. The ratio scorer / raw says how much of the model's throughput
+the service delivers through HTTP, parsing and micro-batching.
+
+    .venv/bin/python bench/scorer_load.py [--clients 32] [--duration 10] [--warmup 2]
+
+Numbers are from whatever CPUs this runs on; on a shared machine they are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from spr.scorer.semantic import SemanticScorer
+from spr.scorer.server import free_port
+from spr.shared import formats
+from spr.shared.boxes import BoxT
+from spr.shared.schemas import Size
+from spr.shared.tiny import build_tiny_models
+
+CANDIDATES = 8
+IMAGE_SIZE = (256, 256)
+IMAGES = 4
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
+
+
+def write_images(root: Path, rng: np.random.Generator) -> list[tuple[str, list[BoxT]]]:
+    """A few PNGs with 5 coloured shapes each; returns (relative path, GT boxes)."""
+    out = []
+    for index in range(IMAGES):
+        image = Image.new("RGB", IMAGE_SIZE, (40, 40, 40))
+        draw = ImageDraw.Draw(image)
+        boxes: list[BoxT] = []
+        for k in range(5):
+            x1, y1 = rng.uniform(0, 190), rng.uniform(0, 190)
+            box = (float(x1), float(y1), float(x1 + rng.uniform(20, 60)), float(y1 + rng.uniform(20, 60)))
+            boxes.append(box)
+            draw.rectangle(box, fill=(50 * k % 255, 200 - 30 * k, 90 + 30 * k))
+        name = f"bench-{index}.png"
+        image.save(root / name)
+        out.append((name, boxes))
+    return out
+
+
+def make_bodies(images: list[tuple[str, list[BoxT]]], rng: np.random.Generator, lam: float) -> list[bytes]:
+    """Pre-serialized POST /score bodies: each region has 8 ferret candidates with jittered boxes."""
+    size = Size(width=IMAGE_SIZE[0], height=IMAGE_SIZE[1])
+    bodies = []
+    for variant in range(16):
+        name, gt = images[variant % len(images)]
+        candidates = []
+        for c in range(CANDIDATES):
+            phrases = []
+            for k, (x1, y1, x2, y2) in enumerate(gt):
+                if rng.random() < 0.2:
+                    continue  # a missed object
+                j = rng.normal(0, 4 + 2 * c, size=4)
+                box = (max(x1 + j[0], 0.0), max(y1 + j[1], 0.0), min(x2 + j[2], 255.0), min(y2 + j[3], 255.0))
+                if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                    continue
+                phrases.append((f"a {COLOURS[k]} block", [box]))
+            text = (
+                "The region shows " + formats.render(phrases, "ferret", image_size=size) + f" (sample {c})."
+            )
+            candidates.append({"id": f"c{c}", "text": text})
+        body = {
+            "image": {"path": name},
+            "region": [0, 0, IMAGE_SIZE[0], IMAGE_SIZE[1]],
+            "objects": [{"label": f"{COLOURS[k]} block", "box": list(b)} for k, b in enumerate(gt)],
+            "candidates": candidates,
+            "format": "ferret",
+            "options": {"lambda": lam},
+        }
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+class Server:
+    """``spr scorer serve`` in a subprocess with the given SPR_* environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spr.cli.main",
+                "scorer",
+                "serve",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env={**os.environ, **env},
+        )
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"scorer server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)  # polling readiness, with a deadline
+        raise TimeoutError("scorer server not ready in time")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+async def load(
+    url: str, bodies: list[bytes], clients: int, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
+    """N clients post bodies in a loop; measures the window after the warm-up."""
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    started = time.perf_counter()
+    measure_from = started + warmup_s
+    stop_at = measure_from + duration_s
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(index: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors, sent
+        i = index
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            response = await http.post("/score", content=bodies[i % len(bodies)], headers=headers)
+            t1 = time.perf_counter()
+            i += 1
+            sent += 1
+            if t0 >= measure_from:
+                if response.status_code == 200:
+                    latencies.append(t1 - t0)
+                else:
+                    errors += 1
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as http:
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+    window = time.perf_counter() - measure_from
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "sent": sent,
+        "errors": errors,
+        "requests_per_s": n / window,
+        "candidates_per_s": n * CANDIDATES / window,
+        "p50_ms": 1000 * statistics.median(latencies) if n else float("nan"),
+        "p99_ms": 1000 * latencies[min(n - 1, int(0.99 * n))] if n else float("nan"),
+    }
+
+
+def raw_model_throughput(
+    clip_dir: Path, root: Path, bodies: list[bytes], regions_per_batch: int, seconds: float, threads: int
+) -> tuple[float, float]:
+    """Back-to-back batched CLIP calls (image side + texts) as the scorer makes them.
+
+    Returns candidates/s (wall clock) and CPU milliseconds per candidate.
+    """
+    torch.set_num_threads(threads)  # as the server's SPR_SCORER_TORCH_THREADS
+    clip = SemanticScorer.load(clip_dir, device="cpu")
+    requests = [json.loads(b) for b in bodies]
+    batches = []
+    for start in range(0, len(requests), regions_per_batch):
+        chunk = requests[start : start + regions_per_batch]
+        regions = [(Image.open(root / r["image"]["path"]).convert("RGB"), tuple(r["region"])) for r in chunk]
+        texts = [formats.strip_boxes(c["text"], "ferret") for r in chunk for c in r["candidates"]]
+        batches.append((regions, texts))
+    for regions, texts in batches:  # warm-up
+        clip.embed_regions(regions)
+        clip.embed_texts(texts)
+    done = 0
+    started, cpu_started = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        for regions, texts in batches:
+            clip.embed_regions(regions)
+            clip.embed_texts(texts)
+            done += len(texts)
+    return done / (time.perf_counter() - started), 1000 * (time.process_time() - cpu_started) / done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
+    parser.add_argument("--models", type=Path, default=None, help="tiny models folder (built if missing)")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="SPR_SCORER_BATCH_MAX_WAIT_MS")
+    parser.add_argument("--batch-texts", type=int, default=64, help="SPR_SCORER_BATCH_MAX_SIZE")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="SPR_SCORER_TORCH_THREADS, also used for the raw run"
+    )
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="spr-scorer-bench-") as tmp:
+        root = Path(tmp) / "data"
+        root.mkdir()
+        images = write_images(root, rng)
+        models = build_tiny_models(args.models or Path(tmp) / "models", seed=0)
+        regions_per_batch = max(1, args.batch_texts // CANDIDATES)
+        common = {
+            "SPR_DATA_ROOT": str(root),
+            "SPR_DEVICE": "cpu",
+            "SPR_SCORER_BATCH_MAX_WAIT_MS": str(args.batch_wait_ms),
+            "SPR_SCORER_BATCH_MAX_SIZE": str(args.batch_texts),
+            "SPR_SCORER_BATCH_MAX_REGIONS": str(regions_per_batch),
+            "SPR_SCORER_TORCH_THREADS": str(args.torch_threads),
+        }
+        print(
+            f"{args.clients} clients, {CANDIDATES} candidates per request, "
+            f"{args.duration:.0f} s per scenario, "
+            f"{os.cpu_count()} CPUs (shared: numbers are noisy)"
+        )
+        results: dict[str, dict[str, Any]] = {}
+        for name, model, lam in (("localization-only", "none", 0.0), ("tiny-clip", str(models.clip), 0.8)):
+            server = Server({**common, "SPR_SCORER_SEMANTIC_MODEL": model})
+            try:
+                server.wait_ready()
+                bodies = make_bodies(images, rng, lam)
+                server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+                results[name] = asyncio.run(
+                    load(server.url, bodies, args.clients, args.duration, args.warmup)
+                )
+                sent = results[name]["sent"]
+                results[name]["server_cpu_ms"] = 1000 * (server.cpu_seconds() - server_cpu) / sent
+                results[name]["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / sent
+            finally:
+                server.stop()
+            r = results[name]
+            print(
+                f"{name:18s} {r['candidates_per_s']:8.0f} candidates/s  {r['requests_per_s']:7.1f} req/s  "
+                f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  "
+                f"CPU/request: server {r['server_cpu_ms']:.2f} ms, clients {r['client_cpu_ms']:.2f} ms"
+            )
+        raw, raw_cpu_ms = raw_model_throughput(
+            models.clip,
+            root,
+            make_bodies(images, rng, 0.8),
+            regions_per_batch,
+            args.duration,
+            args.torch_threads,
+        )
+        clip_result = results["tiny-clip"]
+        ratio = clip_result["candidates_per_s"] / raw
+        # The same comparison per CPU second: independent of how many cores the clients and other
+        # processes leave to the server on a shared machine.
+        cpu_ratio = raw_cpu_ms * CANDIDATES / clip_result["server_cpu_ms"]
+        print(
+            f"{'raw CLIP batches':18s} {raw:8.0f} candidates/s  CPU/request-equivalent "
+            f"{raw_cpu_ms * CANDIDATES:.2f} ms  ({regions_per_batch} regions + "
+            f"{regions_per_batch * CANDIDATES} texts per forward pair, this process, server stopped)"
+        )
+        print(f"scorer / raw model throughput: {ratio:.2f}  (aim >= 0.8)")
+        print(f"scorer / raw model, per CPU second: {cpu_ratio:.2f}")
+        print(
+            f"localization-only: {results['localization-only']['candidates_per_s']:.0f} candidates/s "
+            "(aim >= 2000)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
