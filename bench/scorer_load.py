@@ -218,6 +218,67 @@ def raw_model_throughput(
     return done / (time.perf_counter() - started), 1000 * (time.process_time() - cpu_started) / done
 
 
+def run_scenario(
+    name: str, env: dict[str, str], bodies: list[bytes], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Start a server with ``env``, load it, stop it; prints and returns the measurements."""
+    server = Server(env)
+    try:
+        server.wait_ready()
+        server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+        result = asyncio.run(load(server.url, bodies, args.clients, args.duration, args.warmup))
+        sent = result["sent"]
+        result["server_cpu_ms"] = 1000 * (server.cpu_seconds() - server_cpu) / sent
+        result["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / sent
+        result["batches"] = mean_batch_sizes(httpx.get(server.url + "/metrics").text)
+    finally:
+        server.stop()
+    batches = ", ".join(f"{k} {v:.1f}" for k, v in result["batches"].items()) or "none"
+    print(
+        f"{name:18s} {result['candidates_per_s']:8.0f} candidates/s  {result['requests_per_s']:7.1f} req/s  "
+        f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}\n"
+        f"{'':18s} CPU per request: server {result['server_cpu_ms']:.2f} ms, clients "
+        f"{result['client_cpu_ms']:.2f} ms; mean items per model forward: {batches}"
+    )
+    return result
+
+
+def mean_batch_sizes(metrics: str) -> dict[str, float]:
+    """Mean items per batched forward, by batcher, from the Prometheus text."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in metrics.splitlines():
+        for suffix, into in (("_sum", sums), ("_count", counts)):
+            prefix = f'spr_scorer_batch_size{suffix}{{batcher="'
+            if line.startswith(prefix):
+                batcher = line[len(prefix) :].split('"', 1)[0]
+                into[batcher] = float(line.rsplit(" ", 1)[1])
+    return {k: sums[k] / counts[k] for k in sums if counts.get(k)}
+
+
+def compare_with_raw(
+    name: str,
+    clip_dir: Path,
+    root: Path,
+    bodies: list[bytes],
+    result: dict[str, Any],
+    args: argparse.Namespace,
+) -> None:
+    regions = max(1, args.batch_texts // CANDIDATES)
+    raw, raw_cpu_ms = raw_model_throughput(clip_dir, root, bodies, regions, args.duration, args.torch_threads)
+    print(
+        f"{'raw ' + name:18s} {raw:8.0f} candidates/s  "
+        f"(CPU per 8 candidates {raw_cpu_ms * CANDIDATES:.2f} ms; "
+        f"{regions} regions + {regions * CANDIDATES} texts per forward pair, in this process, server stopped)"
+    )
+    # Per CPU second as well: independent of how many cores the clients and the machine's other
+    # processes leave to the server.
+    print(
+        f"{'':18s} scorer / raw model throughput: {result['candidates_per_s'] / raw:.2f} (aim >= 0.8); "
+        f"per CPU second: {raw_cpu_ms * CANDIDATES / result['server_cpu_ms']:.2f}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -231,6 +292,11 @@ def main() -> int:
     parser.add_argument(
         "--torch-threads", type=int, default=1, help="SPR_SCORER_TORCH_THREADS, also used for the raw run"
     )
+    parser.add_argument(
+        "--medium-clip",
+        action="store_true",
+        help="also run a larger random CLIP (224 px, 6 vision layers) where the model cost dominates",
+    )
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -239,66 +305,56 @@ def main() -> int:
         root.mkdir()
         images = write_images(root, rng)
         models = build_tiny_models(args.models or Path(tmp) / "models", seed=0)
-        regions_per_batch = max(1, args.batch_texts // CANDIDATES)
         common = {
             "SPR_DATA_ROOT": str(root),
             "SPR_DEVICE": "cpu",
             "SPR_SCORER_BATCH_MAX_WAIT_MS": str(args.batch_wait_ms),
             "SPR_SCORER_BATCH_MAX_SIZE": str(args.batch_texts),
-            "SPR_SCORER_BATCH_MAX_REGIONS": str(regions_per_batch),
+            "SPR_SCORER_BATCH_MAX_REGIONS": str(max(1, args.batch_texts // CANDIDATES)),
             "SPR_SCORER_TORCH_THREADS": str(args.torch_threads),
         }
         print(
-            f"{args.clients} clients, {CANDIDATES} candidates per request, "
-            f"{args.duration:.0f} s per scenario, "
-            f"{os.cpu_count()} CPUs (shared: numbers are noisy)"
+            f"{args.clients} clients, {CANDIDATES} candidates per request, {args.duration:.0f} s per "
+            f"scenario, {os.cpu_count()} CPUs shared by server, clients and anything else running "
+            "(numbers are noisy)"
         )
-        results: dict[str, dict[str, Any]] = {}
-        for name, model, lam in (("localization-only", "none", 0.0), ("tiny-clip", str(models.clip), 0.8)):
-            server = Server({**common, "SPR_SCORER_SEMANTIC_MODEL": model})
-            try:
-                server.wait_ready()
-                bodies = make_bodies(images, rng, lam)
-                server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
-                results[name] = asyncio.run(
-                    load(server.url, bodies, args.clients, args.duration, args.warmup)
-                )
-                sent = results[name]["sent"]
-                results[name]["server_cpu_ms"] = 1000 * (server.cpu_seconds() - server_cpu) / sent
-                results[name]["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / sent
-            finally:
-                server.stop()
-            r = results[name]
-            print(
-                f"{name:18s} {r['candidates_per_s']:8.0f} candidates/s  {r['requests_per_s']:7.1f} req/s  "
-                f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  "
-                f"CPU/request: server {r['server_cpu_ms']:.2f} ms, clients {r['client_cpu_ms']:.2f} ms"
+        loc = run_scenario(
+            "localization-only",
+            {**common, "SPR_SCORER_SEMANTIC_MODEL": "none"},
+            make_bodies(images, rng, 0.0),
+            args,
+        )
+        clip_bodies = make_bodies(images, rng, 0.8)
+        clips = [("tiny-clip", models.clip)]
+        if args.medium_clip:
+            clips.append(("medium-clip", build_medium_clip(Path(tmp) / "medium-clip")))
+        for name, folder in clips:
+            result = run_scenario(
+                name, {**common, "SPR_SCORER_SEMANTIC_MODEL": str(folder)}, clip_bodies, args
             )
-        raw, raw_cpu_ms = raw_model_throughput(
-            models.clip,
-            root,
-            make_bodies(images, rng, 0.8),
-            regions_per_batch,
-            args.duration,
-            args.torch_threads,
-        )
-        clip_result = results["tiny-clip"]
-        ratio = clip_result["candidates_per_s"] / raw
-        # The same comparison per CPU second: independent of how many cores the clients and other
-        # processes leave to the server on a shared machine.
-        cpu_ratio = raw_cpu_ms * CANDIDATES / clip_result["server_cpu_ms"]
-        print(
-            f"{'raw CLIP batches':18s} {raw:8.0f} candidates/s  CPU/request-equivalent "
-            f"{raw_cpu_ms * CANDIDATES:.2f} ms  ({regions_per_batch} regions + "
-            f"{regions_per_batch * CANDIDATES} texts per forward pair, this process, server stopped)"
-        )
-        print(f"scorer / raw model throughput: {ratio:.2f}  (aim >= 0.8)")
-        print(f"scorer / raw model, per CPU second: {cpu_ratio:.2f}")
-        print(
-            f"localization-only: {results['localization-only']['candidates_per_s']:.0f} candidates/s "
-            "(aim >= 2000)"
-        )
+            compare_with_raw(name, folder, root, clip_bodies, result, args)
+        print(f"localization-only: {loc['candidates_per_s']:.0f} candidates/s (aim >= 2000)")
     return 0
+
+
+def build_medium_clip(out: Path) -> Path:
+    """A random CLIP about 20x the tiny one's compute per image (still far below ViT-L/14)."""
+    from spr.shared.tiny import ClipSpec, build_clip
+
+    spec = ClipSpec(
+        text_hidden_size=256,
+        text_intermediate_size=1024,
+        text_num_hidden_layers=4,
+        text_num_attention_heads=4,
+        vision_hidden_size=384,
+        vision_intermediate_size=1536,
+        vision_num_hidden_layers=6,
+        vision_num_attention_heads=6,
+        image_size=224,
+        patch_size=32,
+        projection_dim=256,
+    )
+    return build_clip(out, seed=0, spec=spec)
 
 
 if __name__ == "__main__":

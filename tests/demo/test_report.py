@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
-
 from spr.demo.report import ReportError, read_pairs, write_report
 from spr.shared import formats
 from spr.shared.schemas import (
@@ -38,17 +37,32 @@ def _pair(i: int, root: Path) -> PreferencePair:
         "qwen2vl",
         image_size=SIZE,
     )
-    chosen = formats.render([("a red square", [gt[0]]), ("a blue circle", [gt[1]])], "qwen2vl", image_size=SIZE)
+    chosen = formats.render(
+        [("a red square", [gt[0]]), ("a blue circle", [gt[1]])], "qwen2vl", image_size=SIZE
+    )
     return PreferencePair(
         pair_id=f"p-{i}",
         task_id=f"t-{i}",
         image=ImageRef(path=path, width=SIZE.width, height=SIZE.height),
         region=(30.0, 30.0, 240.0, 150.0),
-        objects=[AnnotatedObject(label="red square", box=gt[0]), AnnotatedObject(label="blue circle", box=gt[1])],
+        objects=[
+            AnnotatedObject(label="red square", box=gt[0]),
+            AnnotatedObject(label="blue circle", box=gt[1]),
+        ],
         format="qwen2vl",
         prompt="Describe the region.",
-        chosen=PairSide(candidate_id="c1", text=chosen, scores=Scores(semantic=0.3, localization=1.0, total=0.44), refined=True),
-        rejected=PairSide(candidate_id="c2", text=rejected, scores=Scores(semantic=0.2, localization=0.2, total=0.2), refined=False),
+        chosen=PairSide(
+            candidate_id="c1",
+            text=chosen,
+            scores=Scores(semantic=0.3, localization=1.0, total=0.44),
+            refined=True,
+        ),
+        rejected=PairSide(
+            candidate_id="c2",
+            text=rejected,
+            scores=Scores(semantic=0.2, localization=0.2, total=0.2),
+            refined=False,
+        ),
         margin=0.24 + i * 0.01,
         provenance=Provenance(generator_model="tiny", scorer_settings_hash="h"),
     )
@@ -74,7 +88,7 @@ def test_report_bad_inputs_are_clear(tmp_path: Path) -> None:
         read_pairs([tmp_path / "missing.jsonl"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"pair_id": 1}\n')
-    with pytest.raises(ReportError, match="bad.jsonl:1"):
+    with pytest.raises(ReportError, match=r"bad\.jsonl:1"):
         read_pairs([bad])
 
 
@@ -87,8 +101,15 @@ def _chromium() -> str:
 
 def _chromium_args(tmp_path: Path) -> list[str]:
     return [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ]
 
@@ -98,7 +119,11 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     out = write_report(pairs, tmp_path, tmp_path / "report.html")
     url = out.resolve().as_uri()
     dom = subprocess.run(
-        [*_chromium_args(tmp_path), "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+        [*_chromium_args(tmp_path), "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert len(re.findall(r'<rect class="box box-', dom)) == 2 * 7
     assert len(re.findall(r"<image ", dom)) == 2
@@ -106,7 +131,9 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
     subprocess.run(
         [*_chromium_args(tmp_path), "--window-size=1000,900", f"--screenshot={shot}", url],
-        capture_output=True, timeout=120, check=True,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     with Image.open(shot) as img:
         rgb = img.convert("RGB")

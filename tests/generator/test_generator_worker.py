@@ -9,13 +9,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from spr.generator.batch import completed_task_ids, run_file
+from spr.generator.factory import build_generator
 from spr.generator.settings import GeneratorSettings, SettingsError, load_settings
-from spr.generator.worker import build_generator, completed_task_ids, run_file, run_queue
+from spr.generator.worker import run_queue
 from spr.shared.datasets.coco import load_coco
 from spr.shared.datasets.synthetic import write_synthetic_dataset
 from spr.shared.queue import STREAM_CANDIDATES, STREAM_TASKS, Queue, QueueConfig
@@ -38,6 +40,16 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Region
     return root, tasks
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """In-process engines here set torch's (process-wide) thread count to 1; give the next tests theirs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _env(root: Path, model: Path, redis_url: str) -> dict[str, str]:
     return {
         "SPR_REDIS_URL": redis_url,
@@ -47,16 +59,21 @@ def _env(root: Path, model: Path, redis_url: str) -> dict[str, str]:
         "SPR_GENERATOR_SAMPLES_PER_PROMPT": "1",
         "SPR_GENERATOR_MAX_NEW_TOKENS": "24",
         "SPR_GENERATOR_LOG_EVERY": "1",
+        "SPR_GENERATOR_TORCH_THREADS": "1",
         "SPR_QUEUE_VISIBILITY_TIMEOUT_S": "1.5",
         "SPR_QUEUE_BLOCK_MS": "100",
     }
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def _wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the worker exited ({proc.returncode}) before {what}:\n{log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}:\n{log.read_text()[-3000:]}")
         time.sleep(0.02)  # polling a condition with a deadline
 
 
@@ -84,14 +101,17 @@ def test_worker_killed_mid_task_and_restarted_loses_nothing(
         assert queue.publish(STREAM_TASKS, task.task_id, task)
     env = {**os.environ, **_env(root, tiny_models.qwen2vl, redis_url)}
     command = [sys.executable, "-m", "spr.cli.main", "generator", "run"]
-    log = (tmp_path / "worker1.log").open("w")
+    log_path = tmp_path / "worker1.log"
+    log = log_path.open("w")
     first = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
         # kill while a task is in hand (pending) after at least one group was published
         _wait_for(
             lambda: queue.backlog(STREAM_CANDIDATES) >= 1 and _tasks_pending(queue) == 1,
-            180,
-            "the first worker to publish a group and take the next task",
+            240,
+            "the first worker published a group and took the next task",
+            first,
+            log_path,
         )
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
@@ -111,7 +131,8 @@ def test_worker_killed_mid_task_and_restarted_loses_nothing(
     assert "tasks/s" in second.stderr  # the throughput log line
 
     groups = _groups(queue, "check-2")
-    assert sorted(g.task.task_id for g in groups) == sorted(t.task_id for t in tasks)  # one each, none lost
+    # one group per task, none lost
+    assert sorted(g.task.task_id for g in groups) == sorted(t.task_id for t in tasks), second.stderr[-3000:]
     assert queue.status([STREAM_CANDIDATES]).streams[0].length == len(tasks)  # no duplicate entry
     assert _tasks_pending(queue) == 0
     assert queue.status([STREAM_TASKS]).dead_letters == 0
@@ -143,6 +164,23 @@ def test_poison_and_missing_image_tasks_are_dead_lettered(
     assert [g.task.task_id for g in _groups(queue, "check")] == [tasks[1].task_id]
 
 
+def test_several_worker_threads_publish_one_group_per_task(
+    tiny_models: Any, redis_url: str, dataset: tuple[Path, list[RegionTask]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, tasks = dataset
+    for key, value in _env(root, tiny_models.qwen2vl, redis_url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SPR_GENERATOR_WORKER_THREADS", "2")
+    monkeypatch.setenv("SPR_GENERATOR_MAX_NEW_TOKENS", "4")
+    queue = Queue.from_url(redis_url, QueueConfig(block_ms=0))
+    for task in tasks[:3]:
+        queue.publish(STREAM_TASKS, task.task_id, task)
+    stats = run_queue(load_settings(), idle_exit_s=1.0, stop=threading.Event())
+    assert (stats.processed, stats.failed, stats.dead_lettered) == (3, 0, 0)
+    assert sorted(g.task.task_id for g in _groups(queue, "check")) == sorted(t.task_id for t in tasks[:3])
+    assert _tasks_pending(queue) == 0
+
+
 def test_file_mode_writes_one_group_per_task_and_resumes(
     tiny_models: Any, dataset: tuple[Path, list[RegionTask]], tmp_path: Path
 ) -> None:
@@ -156,6 +194,7 @@ def test_file_mode_writes_one_group_per_task_and_resumes(
         generator_model=tiny_models.qwen2vl,
         generator_samples_per_prompt=1,
         generator_max_new_tokens=8,
+        generator_torch_threads=1,
     )
     generator = build_generator(settings)
 

@@ -128,3 +128,75 @@ def candidate_group(
             for i, text in enumerate(texts)
         ],
     )
+
+
+DINO_WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    ".",
+    "a",
+    "red",
+    "cup",
+    "dog",
+    "and",
+    "green",
+    "small",
+]
+
+
+def build_tiny_grounding_dino(out: Path, seed: int = 0) -> Path:
+    """A random, tiny GroundingDinoForObjectDetection + processor (BERT word-piece vocabulary) in ``out``.
+
+    Sizes are the smallest the architecture accepts: d_model 32 (GroupNorm has 32 groups), 4 feature
+    levels on a 128-pixel input (the smallest level still has more than one cell), 2 decoder layers.
+    """
+    import torch
+    import transformers
+
+    # transformers' constructors are partly untyped: reach them through an Any-typed module handle.
+    tf: Any = transformers
+
+    tokenizer = tf.BertTokenizerFast(vocab={word: i for i, word in enumerate(DINO_WORDS)})
+    image_processor = tf.GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 128})
+    processor = tf.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    config = tf.GroundingDinoConfig(
+        backbone_config=tf.SwinConfig(
+            image_size=128,
+            patch_size=4,
+            embed_dim=8,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=4,
+            out_indices=[2, 3, 4],
+        ),
+        text_config=tf.BertConfig(
+            vocab_size=len(DINO_WORDS),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        ),
+        num_queries=20,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        d_model=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_feature_levels=4,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
+        disable_custom_kernels=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = tf.GroundingDinoForObjectDetection(config).eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

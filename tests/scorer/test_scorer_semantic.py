@@ -87,11 +87,13 @@ def test_image_side_is_computed_once_per_region_and_texts_are_batched(
     clip: SemanticScorer, scorer_data_root: Path
 ) -> None:
     batches: list[tuple[str, int]] = []
+    # Batches sized for exactly two requests (7 texts, 1 region each) flush the moment both are in;
+    # the long wait only matters if the second request were seconds late.
     batched = BatchedScorer(
         Scorer(semantic=clip),
-        max_texts=64,
-        max_regions=8,
-        max_wait_s=0.02,
+        max_texts=14,
+        max_regions=2,
+        max_wait_s=10.0,
         observe=lambda n, k: batches.append((n, k)),
     )
     # 8 candidates, two of which share T' (only boxes differ): 1 region, 7 unique texts.
@@ -115,5 +117,6 @@ def test_image_side_is_computed_once_per_region_and_texts_are_batched(
     text_items = sum(k for name, k in batches if name == "clip-text")
     assert regions == 2  # one per request, for all 8 candidates
     assert text_items == 2 * 7
-    # The two concurrent requests shared forwards: fewer calls than submissions.
-    assert len([b for b in batches if b[0] == "clip-text"]) == 1
+    # The two concurrent requests shared one forward of each kind.
+    assert [k for name, k in batches if name == "clip-text"] == [14]
+    assert [k for name, k in batches if name == "clip-image"] == [2]

@@ -24,7 +24,8 @@ def pairs_factory(data_root: Path) -> MakePair:
     def make(index: int, **overrides: Any) -> PreferencePair:
         slot = index % len(IMAGE_SIZES)
         overrides.setdefault("size", IMAGE_SIZES[slot])
-        return make_pair(index, f"images/img-{slot:03d}.png", **overrides)
+        pair: PreferencePair = make_pair(index, f"images/img-{slot:03d}.png", **overrides)
+        return pair
 
     return make
 

@@ -16,17 +16,18 @@ from trainer_fixtures import MakePair
 def processor(tiny_qwen2vl: Path) -> Any:
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(tiny_qwen2vl)
+    return AutoProcessor.from_pretrained(tiny_qwen2vl)  # type: ignore[no-untyped-call]
 
 
 def _independent_count(processor: Any, image_file: Path, prompt: str, response: str) -> int:
     """Whole conversation tokenized at once, the one image placeholder expanded to its grid's tokens."""
     grid = processor.image_processor(images=[open_image(image_file)])["image_grid_thw"]
-    image_tokens = int(grid.prod()) // processor.image_processor.merge_size**2
+    image_tokens = int(grid.prod()) // int(processor.image_processor.merge_size) ** 2
     text = processor.apply_chat_template(
         prompt_messages(prompt) + response_messages(response), tokenize=False
     )
-    return len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]) - 1 + image_tokens
+    text_tokens: int = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return text_tokens - 1 + image_tokens
 
 
 def test_count_matches_an_independent_tokenization(
@@ -38,6 +39,18 @@ def test_count_matches_an_independent_tokenization(
         image = data_root / pair.image.path
         expected = _independent_count(processor, image, pair.prompt, pair.chosen.text)
         assert measure(pair, image) == expected
+
+
+def test_size_cached_count_equals_trls_collator_on_every_pair(
+    processor: Any, data_root: Path, pairs_factory: MakePair
+) -> None:
+    measure = PairLengthMeasurer(processor)
+    pairs = [pairs_factory(i) for i in range(8)]  # two pairs per image size: the second hits the cache
+    pairs.append(pairs_factory(8, chosen="<|object_ref_start|>x<|object_ref_end|> " * 7, rejected="no"))
+    pairs.append(pairs_factory(9, rejected="a rejected answer that is the longer one " * 3))
+    for pair in pairs:
+        image = data_root / pair.image.path
+        assert measure(pair, image) == measure.exact(pair, image), pair.pair_id
 
 
 def test_count_follows_the_longer_response_and_the_image_size(

@@ -49,7 +49,7 @@ def _publish(queue: Queue, pairs: list[PreferencePair]) -> None:
 def measure(tiny_qwen2vl: Path) -> PairLengthMeasurer:
     from transformers import AutoProcessor
 
-    return PairLengthMeasurer(AutoProcessor.from_pretrained(tiny_qwen2vl))
+    return PairLengthMeasurer(AutoProcessor.from_pretrained(tiny_qwen2vl))  # type: ignore[no-untyped-call]
 
 
 def test_pairs_are_spooled_acked_after_the_write_deduplicated_and_long_ones_rejected(

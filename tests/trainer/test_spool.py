@@ -170,8 +170,5 @@ def test_second_writer_is_refused_and_bad_folders_are_named(tmp_path: Path, data
         Spool(tmp_path / "other", data_root=data_root)
     with Spool(tmp_path / "s2") as spool, pytest.raises(SpoolError, match="SPR_DATA_ROOT"):
         spool.append_many([])  # nothing to do is fine ...
-        spool.append(PreferencePair.model_validate(_any_pair_json()))  # ... a pair needs the data root
-
-
-def _any_pair_json() -> dict[str, object]:
-    return make_pair(0, "images/img-000.png").model_dump(mode="json")
+        pair: PreferencePair = make_pair(0, "images/img-000.png")
+        spool.append(pair)  # ... a pair needs the data root

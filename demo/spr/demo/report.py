@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from PIL import Image
-
 from spr.shared import formats
 from spr.shared.errors import SprError
 from spr.shared.schemas import PairSide, ParseResult, PreferencePair, Size
@@ -57,7 +56,9 @@ def _jsonl_files(sources: Sequence[Path]) -> Iterator[Path]:
             raise ReportError(f"pairs source {source} does not exist: pass a jsonl file or a spool folder")
 
 
-def write_report(pairs: Sequence[PreferencePair], data_root: Path, out: Path, *, title: str = "SPR pairs") -> Path:
+def write_report(
+    pairs: Sequence[PreferencePair], data_root: Path, out: Path, *, title: str = "SPR pairs"
+) -> Path:
     """Write the HTML page to ``out`` and return its path. Images are read under ``data_root``."""
     sections = [_pair_section(i, pair, data_root) for i, pair in enumerate(pairs)]
     margins = [p.margin for p in pairs]
@@ -159,12 +160,13 @@ def _histogram(title: str, values: Iterable[float], colour: str, bins: int = 20)
         counts[min(int((v - lo) / width), bins - 1)] += 1
     top = max(counts)
     bars = "".join(
-        f'<rect class="bar" x="{i * 15}" y="{100 - 100 * c / top:.1f}" width="13" height="{100 * c / top:.1f}" '
+        f'<rect class="bar" x="{i * 15}" y="{100 - 100 * c / top:.1f}" width="13" '
+        f'height="{100 * c / top:.1f}" '
         f'fill="{colour}"><title>{lo + i * width:.3f}–{lo + (i + 1) * width:.3f}: {c}</title></rect>'
         for i, c in enumerate(counts)
     )
     return (
-        f'<figure><figcaption>{html.escape(title)} (n={len(vals)}, {lo:.3f} … {hi:.3f})</figcaption>'
+        f"<figure><figcaption>{html.escape(title)} (n={len(vals)}, {lo:.3f} … {hi:.3f})</figcaption>"
         f'<svg width="{bins * 15}" height="100">{bars}</svg></figure>'
     )
 

@@ -23,7 +23,7 @@ from spr.shared.errors import SprError
 logger = logging.getLogger(__name__)
 
 
-class StageFailed(SprError):
+class StageFailedError(SprError):
     """A stage's process exited with an error; the message points at its log file."""
 
 
@@ -89,10 +89,12 @@ class StageProcess:
         return code
 
     def check(self) -> None:
-        """Raise StageFailed if the process has exited with a non-zero code."""
+        """Raise StageFailedError if the process has exited with a non-zero code."""
         code = self.poll()
         if code not in (None, 0):
-            raise StageFailed(f"stage {self.name} exited with code {code}; see {self.log_path}:\n{self.tail()}")
+            raise StageFailedError(
+                f"stage {self.name} exited with code {code}; see {self.log_path}:\n{self.tail()}"
+            )
 
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``grace_s`` seconds. Safe to call on a finished process."""

@@ -271,7 +271,7 @@ class HealthResponse(StrictModel):
 
 
 class ReadyResponse(StrictModel):
-    status: Literal["ready"] = Field(description="'ready': models are loaded and Redis (if configured) answers.")
+    status: Literal["ready"] = Field(description="'ready': models loaded, Redis (if configured) answers.")
     semantic_model: str | None = Field(description="Id of the CLIP model used for S_sem; null when none.")
     detector_model: str | None = Field(description="Id of the detector used in S_loc; null when none.")
     redis: bool = Field(description="True when a Redis URL is configured (and it answered).")

@@ -122,9 +122,6 @@ class SprTrainConfig:
         default=False,
         metadata={"help": "Also save the base model with the adapter merged (<output_dir>/merged)."},
     )
-    embed_images: bool = field(
-        default=True, metadata={"help": "spr pairs export: store image bytes in the exported dataset."}
-    )
 
     def model_dir(self) -> str:
         """The model folder; TrainConfigError when unset."""
@@ -157,6 +154,15 @@ class SprTrainConfig:
         if self.from_queue and self.max_pairs is None and not self.until_empty and self.timeout_s is None:
             raise TrainConfigError(
                 "--from_queue needs a stop condition: --max_pairs N, --until_empty or --timeout_s S"
+            )
+        if self.from_queue and not self.data_root:
+            raise TrainConfigError(
+                "--from_queue needs the data root the pairs' image paths are relative to: set SPR_DATA_ROOT "
+                "or pass --data_root DIR"
+            )
+        if self.visibility_timeout_s <= 0:
+            raise TrainConfigError(
+                f"visibility_timeout_s must be > 0 seconds (got {self.visibility_timeout_s})"
             )
         if self.dataset is not None and not Path(self.dataset).exists():
             raise TrainConfigError(

@@ -202,11 +202,15 @@ class Puller:
 
     def join(self) -> PullStats:
         """Stop pulling (if still running) and wait for the thread; re-raises its error."""
+        self.stop()
+        self._raise_error()
+        return self.stats
+
+    def stop(self) -> None:
+        """Stop pulling and wait for the thread to finish its batch (errors stay for join)."""
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join()
-        self._raise_error()
-        return self.stats
 
     def _raise_error(self) -> None:
         if self._error is not None:

@@ -80,6 +80,7 @@ class RoundReport:
     steps: int
     steps_this_run: int
     resumed_from: str | None
+    train_runtime_s: float
     adapter_dir: str
     metrics: dict[str, float]
 

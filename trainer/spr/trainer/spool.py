@@ -35,6 +35,15 @@ from typing import IO, Any, Final, Literal
 
 from spr.shared.errors import SprError
 from spr.shared.schemas import PreferencePair
+from spr.trainer.jsonl import (
+    JsonlCorruptError,
+    JsonlWriteError,
+    append_lines,
+    encode_line,
+    fsync_dir,
+    read_jsonl,
+    write_new_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +183,7 @@ class Spool:
         self._lock_file = lock
         if not is_spool(self.directory):
             meta = {"format": SPOOL_FORMAT, "version": SPOOL_VERSION, "shard_size": shard_size}
-            _write_new_file(self.directory / META_FILE, (json.dumps(meta) + "\n").encode())
+            write_new_file(self.directory / META_FILE, (json.dumps(meta) + "\n").encode())
 
     def _read_meta(self) -> int:
         try:
@@ -192,7 +201,7 @@ class Spool:
         shards = self._shard_paths()
         for index, path in enumerate(shards):
             last = index == len(shards) - 1
-            rows = _read_jsonl(path, repair=last and not self.readonly)
+            rows = _rows(path, repair=last and not self.readonly)
             if not last and len(rows) != self.shard_size:
                 raise SpoolCorruptError(f"{path} holds {len(rows)} pairs, expected {self.shard_size}")
             for row in rows:
@@ -204,7 +213,7 @@ class Spool:
                 self._count += 1
         rejects = self.directory / REJECTS_FILE
         if rejects.exists():
-            for row in _read_jsonl(rejects, repair=not self.readonly):
+            for row in _rows(rejects, repair=not self.readonly):
                 self._ids.add(str(row["pair_id"]))
                 self._rejected[str(row["reason"])] += 1
         if self._count or self._rejected:
@@ -240,7 +249,7 @@ class Spool:
         first, last = start // self.shard_size, (end - 1) // self.shard_size
         for shard in range(first, last + 1):
             path = self.directory / f"{SHARD_PREFIX}{shard:06d}.jsonl"
-            for row in _read_jsonl(path, repair=False):
+            for row in _rows(path, repair=False):
                 if start <= row["seq"] < end:
                     out.append(
                         SpoolRecord(
@@ -256,7 +265,7 @@ class Spool:
         """The reject records (pair_id, reason, detail, tokens, max_length, pair) in order."""
         path = self.directory / REJECTS_FILE
         if path.exists():
-            yield from _read_jsonl(path, repair=False)
+            yield from _rows(path, repair=False)
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -285,8 +294,8 @@ class Spool:
                 prepared.append(item)
             rejected = [item for item in prepared if item.reject is not None]
             if rejected:
-                lines = [_encode(item.reject or {}) for item in rejected]
-                _append_lines(self.directory / REJECTS_FILE, lines)
+                lines = [encode_line(item.reject or {}) for item in rejected]
+                _append(self.directory / REJECTS_FILE, lines)
                 for item in rejected:
                     self._ids.add(item.pair.pair_id)
                     self._rejected[str((item.reject or {})["reason"])] += 1
@@ -374,7 +383,7 @@ class Spool:
                 dst.flush()
                 os.fsync(dst.fileno())
             os.replace(partial, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         return str(PurePosixPath(IMAGES_DIR) / relative)
 
     def _write_accepted(self, accepted: list[_Prepared]) -> None:
@@ -387,9 +396,9 @@ class Spool:
             for item in take:
                 assert item.line is not None
                 item.line["seq"] = seq
-                lines.append(_encode(item.line))
+                lines.append(encode_line(item.line))
                 seq += 1
-            _append_lines(self.directory / f"{SHARD_PREFIX}{shard:06d}.jsonl", lines)
+            _append(self.directory / f"{SHARD_PREFIX}{shard:06d}.jsonl", lines)
             index += len(take)
         self._count = seq
 
@@ -405,83 +414,15 @@ class Spool:
         self.close()
 
 
-def _encode(row: dict[str, Any]) -> bytes:
-    return (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-def _append_lines(path: Path, lines: list[bytes]) -> None:
-    """Append whole lines and fsync; on failure cut the file back so no partial line stays behind."""
-    created = not path.exists()
-    with path.open("ab") as handle:
-        size = handle.tell()
-        try:
-            handle.write(b"".join(lines))
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError as exc:
-            try:
-                handle.truncate(size)
-            except OSError:
-                logger.exception("could not cut %s back to %d bytes after a failed write", path, size)
-            raise SpoolError(f"cannot write the spool file {path}: {exc}") from exc
-    if created:
-        _fsync_dir(path.parent)
-
-
-def _write_new_file(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _rows(path: Path, *, repair: bool) -> list[dict[str, Any]]:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return read_jsonl(path, repair=repair)
+    except JsonlCorruptError as exc:
+        raise SpoolCorruptError(str(exc)) from exc
 
 
-def _read_jsonl(path: Path, *, repair: bool) -> list[dict[str, Any]]:
-    """The rows of a JSONL file. A damaged tail (no later good line) is a torn write: it is cut off
-    when ``repair`` (the writer), ignored otherwise (a reader racing the writer). A damaged line with
-    good lines after it raises SpoolCorruptError."""
-    data = path.read_bytes()
-    rows: list[dict[str, Any]] = []
-    pos = 0
-    while pos < len(data):
-        newline = data.find(b"\n", pos)
-        if newline == -1:
-            break  # torn: the write never reached its newline
-        try:
-            rows.append(json.loads(data[pos:newline]))
-        except ValueError:
-            if any(_parses(line) for line in data[newline + 1 :].split(b"\n")):
-                line_no = data.count(b"\n", 0, pos) + 1
-                raise SpoolCorruptError(
-                    f"{path} line {line_no} is damaged and later lines are intact: restore the file from "
-                    "a backup or move the damaged line to a separate file"
-                ) from None
-            break
-        pos = newline + 1
-    if pos < len(data) and repair:
-        logger.warning("%s: cutting off a torn final write (%d bytes)", path, len(data) - pos)
-        with path.open("r+b") as handle:
-            handle.truncate(pos)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return rows
-
-
-def _parses(line: bytes) -> bool:
-    if not line.strip():
-        return False
+def _append(path: Path, lines: list[bytes]) -> None:
     try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True
+        append_lines(path, lines)
+    except JsonlWriteError as exc:
+        raise SpoolError(f"cannot write the spool: {exc}") from exc

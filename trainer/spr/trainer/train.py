@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 from spr.shared.errors import SprError
 from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
 from spr.trainer.dataset import PairSource
-from spr.trainer.pull import Puller
+from spr.trainer.pull import Puller, PullStats
 from spr.trainer.reporting import MetricsLogCallback, QuietProgressCallback, RoundReport, TrainSummary
 from spr.trainer.rounds import Round, RoundLedger, last_complete_checkpoint, round_dir
-from spr.trainer.spool import Spool
+from spr.trainer.spool import Spool, is_spool
 
 if TYPE_CHECKING:
     import datasets
@@ -101,26 +101,35 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
     """
     started = time.monotonic()
     cfg.validate()
+    check_reporting(args)
     model_dir = cfg.model_dir()
     output_dir = output_dir_of(args)
     processor = load_processor(model_dir)
-    spool: Spool | None = None
+    spool: Spool | None = None  # the spool this run writes (with from_queue)
     puller: Puller | None = None
     if cfg.dataset is not None:
         source = PairSource.open_path(Path(cfg.dataset))
-    else:
+    elif cfg.from_queue:
         spool = open_spool(cfg, args)
         source = PairSource(spool=spool)
-    ledger = RoundLedger(output_dir, source.identity)
-    summary = TrainSummary(
-        source=source.identity, output_dir=str(output_dir), rounds_done_before=len(ledger.done())
-    )
+    else:
+        spool_dir = cfg.resolved_spool_dir(output_dir)
+        if not is_spool(spool_dir):
+            raise TrainConfigError(
+                f"no spool at {spool_dir}: pass --from_queue to pull pairs, or --dataset PATH to train on a "
+                "spool or an export"
+            )
+        source = PairSource.open_path(spool_dir)
     try:
+        ledger = RoundLedger(output_dir, source.identity)
+        summary = TrainSummary(
+            source=source.identity, output_dir=str(output_dir), rounds_done_before=len(ledger.done())
+        )
         if cfg.from_queue:
             assert spool is not None
             puller = make_puller(cfg, spool)
             if cfg.round_size is None:
-                puller.run()  # spool everything first, then train it in one round
+                _pull_with_progress(puller, spool, cfg, disable=bool(args.disable_tqdm))
             else:
                 puller.start()  # keep spooling while rounds train
         while (planned := _next_round(ledger, source, cfg, puller)) is not None:
@@ -133,7 +142,7 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
             summary.pull = puller.join().as_dict()
     finally:
         if puller is not None:
-            puller.stop_event.set()
+            puller.stop()  # before the spool closes: the pull thread may be mid-batch
         if spool is not None:
             spool.close()
     spool = spool or source.spool
@@ -141,11 +150,11 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         stats = spool.stats()
         summary.spool = {
             "dir": str(spool.directory),
-            "pairs": stats.pairs,
-            "added": stats.added,
-            "duplicates": stats.duplicates,
-            "rejected": stats.rejected,
-            "failed": stats.failed,
+            "pairs": stats.pairs,  # in the spool, all runs
+            "added": stats.added,  # this run
+            "duplicates": stats.duplicates,  # this run
+            "rejected": stats.rejected,  # in the spool's rejects file, by reason, all runs
+            "failed": stats.failed,  # this run, left to the queue's retries
         }
     done = ledger.done()
     if not done:
@@ -155,13 +164,43 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
     summary.adapter_dir = str(_publish_adapter(output_dir, done[-1]))
     if summary.rounds:
         summary.final_metrics = summary.rounds[-1].metrics
-    if cfg.merge_adapter and (summary.rounds or not (output_dir / "merged").exists()):
-        merged = merge_adapter(model_dir, Path(summary.adapter_dir), output_dir / "merged", args)
+    if cfg.merge_adapter:
+        merged = output_dir / "merged"
+        if summary.rounds or not merged.is_dir():
+            merge_adapter(model_dir, Path(summary.adapter_dir), merged, args)
         summary.merged_dir = str(merged)
     summary.wall_time_s = time.monotonic() - started
     path = summary.write(output_dir)
     logger.info("training summary written to %s", path)
     return summary
+
+
+def _pull_with_progress(puller: Puller, spool: Spool, cfg: SprTrainConfig, *, disable: bool) -> None:
+    from tqdm import tqdm
+
+    with tqdm(
+        desc="pulling pairs", unit="pair", initial=len(spool), total=cfg.max_pairs, disable=disable
+    ) as bar:
+
+        def advance(_stats: PullStats) -> None:
+            bar.update(len(spool) - bar.n)
+
+        puller.on_batch = advance
+        puller.run()  # spool everything first, then train it in one round
+
+
+def check_reporting(args: DPOConfig) -> None:
+    """Fail early, naming the fix, when report_to asks for TensorBoard and it is not installed."""
+    import importlib.util
+
+    wanted = args.report_to or []
+    if "tensorboard" in wanted and not (
+        importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    ):
+        raise TrainConfigError(
+            "report_to tensorboard needs the tensorboard package: `pip install tensorboard`, or set "
+            "report_to: none"
+        )
 
 
 def _next_round(
@@ -188,7 +227,7 @@ def train_round(
 ) -> RoundReport:
     """Train one round (resuming its last checkpoint if any); saves ``round-NNN/adapter``."""
     from peft import LoraConfig, load_peft_weights, set_peft_model_state_dict
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl.trainer.dpo_trainer import DPOTrainer
 
     output_dir = output_dir_of(args)
@@ -208,14 +247,19 @@ def train_round(
     )
     args.output_dir = str(directory)
     try:
-        trainer = DPOTrainer(
-            model=cfg.model_dir(),
-            args=args,
-            train_dataset=dataset,
-            processing_class=processor,
-            peft_config=lora,
-            callbacks=[metrics],
-        )
+        try:
+            trainer = DPOTrainer(
+                model=cfg.model_dir(),
+                args=args,
+                train_dataset=dataset,
+                processing_class=processor,
+                peft_config=lora,
+                callbacks=[metrics],
+            )
+        except ValueError as exc:  # TRL / peft / transformers refusing the configuration
+            raise TrainConfigError(f"the trainer refused the configuration: {exc}") from exc
+        # MetricsLogCallback logs each step's metrics: drop transformers' raw dict printing.
+        trainer.pop_callback(PrinterCallback)
         if trainer.pop_callback(ProgressCallback) is not None:
             trainer.add_callback(QuietProgressCallback)
         if checkpoint is None and planned.index > 0:
@@ -224,7 +268,7 @@ def train_round(
             logger.info("round %d starts from %s", planned.index, previous)
         if checkpoint is not None:
             logger.info("round %d resumes from %s", planned.index, checkpoint)
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         adapter_dir = directory / "adapter"
         trainer.save_model(str(adapter_dir))
         steps = int(trainer.state.global_step)
@@ -240,6 +284,7 @@ def train_round(
         steps=steps,
         steps_this_run=steps - resumed_step,
         resumed_from=checkpoint.name if checkpoint else None,
+        train_runtime_s=float(output.metrics.get("train_runtime", 0.0)),
         adapter_dir=str(adapter_dir),
         metrics=metrics.last_metrics,
     )

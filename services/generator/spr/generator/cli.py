@@ -43,8 +43,9 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from spr.generator.batch import run_file
     from spr.generator.settings import load_settings
-    from spr.generator.worker import run_file, run_queue
+    from spr.generator.worker import run_queue
     from spr.shared.errors import SprError
 
     if (args.tasks is None) != (args.out is None):

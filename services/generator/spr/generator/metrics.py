@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram, start_http_server
+from spr.shared.schemas import CandidateGroup
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,16 @@ class Throughput:
             due = self.tasks % self.log_every == 0
         if due:
             logger.info("%s", self.summary())
+
+    def record_groups(self, groups: Sequence[CandidateGroup], seconds: float) -> None:
+        """Count finished candidate groups that took ``seconds`` together."""
+        for group in groups:
+            self.record(
+                samples=len(group.candidates),
+                tokens=sum(candidate.tokens for candidate in group.candidates),
+                problems=sum(len(candidate.problems) for candidate in group.candidates),
+                seconds=seconds / len(groups),
+            )
 
     def rates(self) -> tuple[float, float, float]:
         """(tasks/s, samples/s, tokens/s) since start."""

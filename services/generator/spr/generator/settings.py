@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +48,11 @@ class GeneratorSettings(BaseSettings):
     generator_served_model_name: str | None = Field(
         default=None, description="Model name the vLLM server serves (default: the only one it lists)."
     )
+    generator_vllm_llm_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vllm_offline: extra vllm.LLM arguments as JSON, e.g. "
+        '{"enforce_eager": true, "max_model_len": 8192, "gpu_memory_utilization": 0.85}.',
+    )
     generator_format: GroundingFormat | None = Field(
         default=None, description="Grounding format override (default: from config.json's model_type)."
     )
@@ -69,6 +74,13 @@ class GeneratorSettings(BaseSettings):
         default="cpu", description="torch device for transformers: cpu, cuda, cuda:1"
     )
     generator_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto")
+    generator_torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="transformers: torch intra-op CPU threads (default: torch's choice, one per core). "
+        "1 is far faster for small models on a shared CPU (no spinning threads fighting over cores).",
+    )
     generator_concurrency: int = Field(
         default=32, ge=1, le=4096, description="vllm: HTTP requests in flight at once."
     )

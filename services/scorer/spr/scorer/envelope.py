@@ -62,6 +62,12 @@ def field_errors(errors: Sequence[Any]) -> list[FieldError]:
             reason = error.get("ctx", {}).get("error", "parse error")
             message = f"the request body is not valid JSON ({reason})"
             loc = []
+        elif kind == "missing" and loc and loc[-1].isdigit():
+            # A short tuple: pydantic reports the first absent position; name the tuple instead.
+            position, loc = loc[-1], loc[:-1]
+            message = f"too few items: position {position} is missing"
+            if loc and loc[-1] in ("box", "region"):
+                message += "; a box needs 4 numbers [x1, y1, x2, y2] in absolute pixels (4 items)"
         elif kind == "missing":
             message = "this field is required"
         elif kind == "extra_forbidden":

@@ -99,13 +99,17 @@ class ImageStore:
     def _open(self, data: bytes, *, field: str) -> Image.Image:
         try:
             image = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-            message = (
-                f"image is too large to decode ({exc})"
-                if isinstance(exc, Image.DecompressionBombError)
-                else "is not an image file PIL can read (PNG, JPEG, WebP, ...)"
-            )
-            raise InputError(message, field=field) from None
+        except Image.DecompressionBombError:
+            # PIL's own guard (pil_pixel_limit) fired while reading the header: same refusal.
+            raise InputError(
+                f"image is over the limit of {self.max_image_pixels} pixels (SPR_SCORER_MAX_IMAGE_PIXELS); "
+                "refused before decoding",
+                field=field,
+            ) from None
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise InputError(
+                "is not an image file PIL can read (PNG, JPEG, WebP, ...)", field=field
+            ) from None
         width, height = image.size
         if width * height > self.max_image_pixels:
             raise InputError(

@@ -26,6 +26,11 @@ def load_scorer(settings: ScorerSettings) -> Scorer:
 
     Raises ModelLoadError naming the setting when a model folder cannot be loaded.
     """
+    if settings.scorer_torch_threads is not None:
+        import torch
+
+        # Process-wide: this is called by the entry points, once per process.
+        torch.set_num_threads(settings.scorer_torch_threads)
     semantic = None
     if settings.semantic_model_path is not None:
         semantic = SemanticScorer.load(settings.semantic_model_path, device=settings.device)

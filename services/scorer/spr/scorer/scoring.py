@@ -31,7 +31,14 @@ from spr.scorer.images import ImageStore, decode_rgb
 from spr.scorer.pairing import preference_pair, select_pair
 from spr.scorer.semantic import RegionEmbedding, SemanticScorer, SemanticValues, Vector
 from spr.shared import formats
-from spr.shared.boxes import BoxT, clip_box, localization_score, refine_boxes
+from spr.shared.boxes import (
+    BoxT,
+    Localization,
+    clip_box,
+    localization_score,
+    localize_and_refine,
+    refine_boxes,
+)
 from spr.shared.queue import PermanentError
 from spr.shared.schemas import (
     AnnotatedObject,
@@ -78,7 +85,9 @@ class _Text:
     parsed: ParseResult
     boxes: list[BoxT]
     box_phrase: list[int]
-    stripped: str
+    stripped: str  # T' (box syntax removed); "" when no semantic score is asked for
+    # S_loc of the written boxes when it could be computed in plan() (no detector boxes to add).
+    localization: Localization | None = None
 
 
 @dataclass
@@ -167,13 +176,24 @@ class Scorer:
             )
         gt = [obj.box for obj in inputs.objects]
         fmt = inputs.format
+        strip = options.lambda_ > 0.0
         plans: list[_CandidatePlan] = []
         try:
             for cand_id, text in inputs.candidates:
-                written = self._text(text, fmt, image_size, inputs.resized_size)
+                written = self._text(text, fmt, image_size, inputs.resized_size, strip)
                 refined = None
                 if options.refine:
-                    new_boxes = refine_boxes(written.boxes, gt, threshold=options.iou_threshold)
+                    if self.detector is None:
+                        # One IoU pass gives both S_loc (no detector boxes to add) and the refinement.
+                        written.localization, new_boxes = localize_and_refine(
+                            gt,
+                            written.boxes,
+                            threshold=options.iou_threshold,
+                            mode=options.localization,
+                            refine_threshold=options.iou_threshold,
+                        )
+                    else:
+                        new_boxes = refine_boxes(written.boxes, gt, threshold=options.iou_threshold)
                     if new_boxes == written.boxes:
                         refined = written
                     else:
@@ -186,34 +206,33 @@ class Scorer:
                             resized_size=inputs.resized_size,
                         )
                         # Score what the refined text says (its boxes as the format quantises them).
-                        refined = self._text(new_text, fmt, image_size, inputs.resized_size)
+                        refined = self._text(new_text, fmt, image_size, inputs.resized_size, False)
+                        # Only coordinate spans changed, and T' has none: the original's T' is the
+                        # refined text's, so its S_sem is the original's (encoded once).
+                        refined.stripped = written.stripped
                 plans.append(_CandidatePlan(cand_id, written, refined))
         except formats.FormatError as exc:
             raise InputError(str(exc), field=f"{field_prefix}format") from None
         plan = ScoringPlan(inputs=inputs, image_size=image_size, region=region, candidates=plans)
         if plan.needs_semantic:
-            texts = [c.written.stripped for c in plans] + [c.refined.stripped for c in plans if c.refined]
-            plan.texts = list(dict.fromkeys(texts))
+            plan.texts = list(dict.fromkeys(c.written.stripped for c in plans))
         if self.detector is not None:
-            phrases = (
-                p.text
-                for c in plans
-                for t in (c.written, c.refined)
-                if t is not None
-                for p in t.parsed.phrases
-            )
+            # Refinement keeps phrase texts, so the written texts' phrases cover the refined ones.
+            phrases = (p.text for c in plans for p in c.written.parsed.phrases)
             plan.phrases = list(dict.fromkeys(_detector_key(p) for p in phrases if p.strip()))
         return plan
 
     @staticmethod
-    def _text(text: str, fmt: GroundingFormat, image_size: Size, resized_size: Size | None) -> _Text:
+    def _text(
+        text: str, fmt: GroundingFormat, image_size: Size, resized_size: Size | None, strip: bool
+    ) -> _Text:
         parsed = formats.parse(text, fmt, image_size=image_size, resized_size=resized_size)
         boxes: list[BoxT] = []
         owner: list[int] = []
         for index, phrase in enumerate(parsed.phrases):
             boxes.extend(phrase.boxes)
             owner.extend([index] * len(phrase.boxes))
-        return _Text(text, parsed, boxes, owner, formats.strip_boxes(text, fmt))
+        return _Text(text, parsed, boxes, owner, formats.strip_boxes(text, fmt) if strip else "")
 
     # -- phase 3 ------------------------------------------------------------------------------------
 
@@ -244,11 +263,16 @@ class Scorer:
         def localize(item: _Text) -> LocalizationResult:
             preds = list(item.boxes)
             owners = [(phrase, "text") for phrase in item.box_phrase]
-            for index, phrase in enumerate(item.parsed.phrases):
-                for box in found.get(_detector_key(phrase.text), []):
-                    preds.append(box)
-                    owners.append((index, "detector"))
-            result = localization_score(gt, preds, threshold=options.iou_threshold, mode=options.localization)
+            if found:
+                for index, phrase in enumerate(item.parsed.phrases):
+                    for box in found.get(_detector_key(phrase.text), []):
+                        preds.append(box)
+                        owners.append((index, "detector"))
+            result = item.localization
+            if result is None or len(preds) != len(item.boxes):
+                result = localization_score(
+                    gt, preds, threshold=options.iou_threshold, mode=options.localization
+                )
             return LocalizationResult(
                 score=result.score,
                 matches=[

@@ -239,28 +239,36 @@ class SemanticScorer:
         """Unit text embeddings, shape (len(texts), D); texts must already have box syntax removed."""
         if not texts:
             return np.zeros((0, int(self.model.config.projection_dim)), dtype=np.float32)
-        lengths = [
-            len(ids)
-            for ids in self.tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
-        ]
-        segments: list[str] = []
+        # One tokenizer pass for every text; only texts over the limit are split and tokenized again.
+        encoded = self.tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
+        rows: list[list[int]] = []
         owner: list[int] = []
-        for index, (text, length) in enumerate(zip(texts, lengths, strict=True)):
-            pieces = split_sentences(text) if length > self.max_text_tokens else []
-            for piece in pieces or [text]:
-                segments.append(piece)
+        pieces: list[tuple[int, str]] = []
+        for index, ids in enumerate(encoded):
+            if len(ids) <= self.max_text_tokens:
+                rows.append(list(ids))
                 owner.append(index)
-        tokens = self.tokenizer(
-            segments, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
-        )
+            else:
+                pieces.extend((index, p) for p in split_sentences(texts[index]) or [texts[index]])
+        if pieces:
+            split = self.tokenizer(
+                [p for _, p in pieces], truncation=True, max_length=self.max_text_tokens, verbose=False
+            )["input_ids"]
+            rows.extend(list(ids) for ids in split)
+            owner.extend(index for index, _ in pieces)
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention[row, : len(ids)] = 1
         with torch.inference_mode():
             output = self.model.get_text_features(
-                input_ids=tokens["input_ids"].to(self.device),
-                attention_mask=tokens["attention_mask"].to(self.device),
+                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)
             )
             features = output if isinstance(output, torch.Tensor) else output.pooler_output
             features = F.normalize(features.float(), dim=-1)
-            if len(segments) != len(texts):
+            if pieces:
                 owners = torch.tensor(owner, device=features.device)
                 summed = torch.zeros(len(texts), features.shape[1], device=features.device)
                 summed.index_add_(0, owners, features)

@@ -55,35 +55,77 @@ class ScorerSettings(BaseSettings):
         default=None,
         description="Local Grounding DINO folder whose boxes for a text's phrases join S_loc; unset = off.",
     )
-    scorer_detector_box_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
-    scorer_detector_text_threshold: float = Field(default=0.25, ge=0.0, le=1.0)
+    scorer_detector_box_threshold: float = Field(
+        default=0.35, ge=0.0, le=1.0, description="Detector box confidence threshold (0-1)."
+    )
+    scorer_detector_text_threshold: float = Field(
+        default=0.25, ge=0.0, le=1.0, description="Detector phrase-token threshold (0-1)."
+    )
     scorer_api_key: SecretStr | None = Field(
         default=None, description="When set, every route but /healthz and /readyz needs this key."
     )
-    scorer_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
-    scorer_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
-    scorer_max_image_pixels: int = Field(default=40_000_000, gt=0)
-    scorer_max_candidates: int = Field(default=64, gt=0)
+    scorer_max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="Largest request body (bytes)."
+    )
+    scorer_max_image_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="Largest encoded image, file or base64-decoded (bytes)."
+    )
+    scorer_max_image_pixels: int = Field(
+        default=40_000_000,
+        gt=0,
+        description="Largest decoded image (width x height); refuses decompression bombs.",
+    )
+    scorer_max_candidates: int = Field(
+        default=64, gt=0, description="Most candidates in one request or group."
+    )
     scorer_batch_max_size: int = Field(default=64, gt=0, description="Texts per batched text forward.")
     scorer_batch_max_regions: int = Field(default=16, gt=0, description="Regions per batched image forward.")
-    scorer_batch_max_wait_ms: float = Field(default=5.0, ge=0.0)
+    scorer_batch_max_wait_ms: float = Field(
+        default=5.0, ge=0.0, description="How long a micro-batch waits to fill (milliseconds)."
+    )
     # Scoring options of the queue worker (HTTP requests carry their own).
-    scorer_lambda: float = Field(default=0.8, ge=0.0, le=1.0)
-    scorer_iou_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    scorer_localization: LocalizationMode = "paper"
-    scorer_refine: bool = True
-    scorer_min_margin: float = Field(default=0.05, ge=0.0, le=2.0)
+    scorer_lambda: float = Field(
+        default=0.8, ge=0.0, le=1.0, description="Worker: S = lambda*S_sem + (1-lambda)*S_loc."
+    )
+    scorer_iou_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Worker: IoU below this counts 0 in S_loc."
+    )
+    scorer_localization: LocalizationMode = Field(
+        default="paper", description="Worker: 'paper' (best IoU per GT) or 'hungarian' (one-to-one)."
+    )
+    scorer_refine: bool = Field(
+        default=True, description="Worker: replace boxes with IoU > 0.5 by their GT box."
+    )
+    scorer_min_margin: float = Field(
+        default=0.05, ge=0.0, le=2.0, description="Worker: emit a pair only when chosen - rejected >= this."
+    )
     scorer_consumer: str = Field(
         default_factory=lambda: f"scorer-{socket.gethostname()}-{os.getpid()}",
         min_length=1,
         description="Consumer name of this worker in the 'scorers' group.",
     )
     redis_url: str | None = Field(default=None, description="Redis URL; required by the worker.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    queue_visibility_timeout_s: float = Field(default=60.0, ge=0.0)
-    queue_max_deliveries: int = Field(default=3, ge=1)
-    queue_backlog_limit: int = Field(default=1000, ge=0)
-    queue_block_ms: int = Field(default=1000, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Scorer models' device; auto = CUDA when present."
+    )
+    scorer_torch_threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="CPU threads per model forward (torch.set_num_threads); unset = torch's default. "
+        "1 avoids thread over-subscription on small shared CPUs, where the HTTP side needs cores too.",
+    )
+    queue_visibility_timeout_s: float = Field(
+        default=60.0, ge=0.0, description="Seconds before a dead consumer's entries are reclaimed."
+    )
+    queue_max_deliveries: int = Field(
+        default=3, ge=1, description="Deliveries before an entry goes to spr:dead."
+    )
+    queue_backlog_limit: int = Field(
+        default=1000, ge=0, description="Producers wait while the downstream backlog is above this."
+    )
+    queue_block_ms: int = Field(
+        default=1000, ge=0, description="How long a consumer blocks waiting for entries (ms)."
+    )
 
     @field_validator("data_root")
     @classmethod

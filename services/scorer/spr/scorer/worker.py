@@ -31,6 +31,10 @@ from spr.shared.schemas import CandidateGroup
 logger = logging.getLogger(__name__)
 
 GROUP = "scorers"
+# Outcome ledger: group id -> "pair" or "no pair: <reason>", idempotent under redelivery, so operators
+# (and `spr demo`) can count pairs made and skipped by reason across every scorer worker.
+LEDGER = "scorer"
+PAIR_OUTCOME = "pair"
 
 
 def entry_age_s(entry_id: str, now: float | None = None) -> float:
@@ -61,11 +65,15 @@ class GroupHandler:
         self.metrics.observe_scores("queue", result.scores)
         if result.pair is None:
             logger.info("no pair for task %s: %s", group.task.task_id, result.skipped_reason)
+            self.queue.record_outcome(LEDGER, group.group_id, f"no pair: {result.skipped_reason}")
             return
         if self.queue.publish(STREAM_PAIRS, result.pair.pair_id, result.pair):
             logger.debug("pair %s (margin %.3f) published", result.pair.pair_id, result.pair.margin)
         else:
             logger.info("pair %s was already published (redelivered group)", result.pair.pair_id)
+        # After the pair is written: a crash in between leaves the group pending, and its redelivery
+        # finds the pair de-duplicated and records the outcome then.
+        self.queue.record_outcome(LEDGER, group.group_id, PAIR_OUTCOME)
 
 
 def run_scorer_worker(
@@ -82,6 +90,16 @@ def run_scorer_worker(
 
     Returns when ``stop`` is set, after ``max_items`` groups, or after ``idle_exit_s`` idle seconds.
     """
+    # Configuration that would dead-letter every group is refused before consuming anything.
+    if settings.data_root is None:
+        raise SettingsError(
+            "SPR_DATA_ROOT: is required by the scorer worker (task image paths are relative to it)"
+        )
+    if scorer.worker_options.lambda_ > 0.0 and scorer.semantic is None:
+        raise SettingsError(
+            f"SPR_SCORER_LAMBDA={scorer.worker_options.lambda_} needs a semantic model: set "
+            "SPR_SCORER_SEMANTIC_MODEL to a local CLIP folder, or SPR_SCORER_LAMBDA=0 for localization only"
+        )
     if queue is None:
         if settings.redis_url is None:
             raise SettingsError(

@@ -85,6 +85,7 @@ def run_worker(
         last_activity = time.monotonic()
         for delivery in deliveries:
             _handle_one(queue, delivery, handle, stats)
+        last_activity = time.monotonic()  # idle time counts from the end of the work, not its start
     return stats
 
 

@@ -84,13 +84,18 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Sample:
-    """One generated completion: its text (special tokens kept, end-of-sequence dropped) and the
-    number of tokens generated (including the end-of-sequence token when there was one)."""
+    """One generated completion: its text (special tokens kept, end-of-sequence dropped), the number
+    of tokens generated and their ids (both including the end-of-sequence token when there was one).
+
+    Engines may differ in how they render token sequences that are not valid UTF-8 at the very end
+    (vLLM holds back an incomplete character, transformers writes U+FFFD): compare ``token_ids``.
+    """
 
     text: str
     tokens: int
     seed: int
     finish_reason: str = ""
+    token_ids: tuple[int, ...] = ()
 
 
 class Engine(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,14 +25,25 @@ class TransformersEngine:
     """Generate with a local Hugging Face image-text-to-text checkpoint.
 
     ``device``: a torch device string ("cpu", "cuda", "cuda:1"). ``dtype``: "auto" keeps the
-    checkpoint's dtype, or one of "float32", "bfloat16", "float16".
+    checkpoint's dtype, or one of "float32", "bfloat16", "float16". ``torch_threads``: if given, the
+    process's intra-op CPU threads (``torch.set_num_threads``, process-wide); small models on a busy
+    CPU run much faster with 1 than with torch's default of one thread per core.
     """
 
     def __init__(
-        self, model_dir: Path, *, device: str = "cpu", dtype: str = "auto", model_id: str | None = None
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "auto",
+        model_id: str | None = None,
+        torch_threads: int | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
 
         if not (model_dir / "config.json").is_file():
             raise EngineError(
@@ -103,7 +115,7 @@ class TransformersEngine:
             for index in range(request.n):
                 seed = request.sample_seed(index)
                 if greedy and samples:
-                    samples.append(Sample(samples[0].text, samples[0].tokens, seed, samples[0].finish_reason))
+                    samples.append(replace(samples[0], seed=seed))
                     continue  # greedy decoding gives the same text for every seed
                 torch.manual_seed(seed)
                 try:
@@ -117,9 +129,11 @@ class TransformersEngine:
         end = next((i for i, token in enumerate(new_ids) if token in self._eos_ids), None)
         kept = new_ids if end is None else new_ids[:end]
         text = self.processor.tokenizer.decode(kept, skip_special_tokens=False)
+        generated = new_ids if end is None else new_ids[: end + 1]
         return Sample(
             text=text,
-            tokens=len(new_ids) if end is None else end + 1,
+            tokens=len(generated),
             seed=seed,
             finish_reason="length" if end is None else "stop",
+            token_ids=tuple(generated),
         )

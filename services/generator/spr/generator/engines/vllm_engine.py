@@ -16,6 +16,7 @@ import asyncio
 import base64
 import io
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+# Answers worth a resend: the server restarting or overloaded, or a transient engine error.
+RETRY_STATUS = frozenset({500, 502, 503, 504})
 
 
 def image_data_url(image: Image) -> str:
@@ -82,6 +85,8 @@ class VllmServerEngine:
     """Client of a running vLLM OpenAI-compatible server at ``base_url`` (e.g. http://vllm:8000).
 
     ``served_model_name`` None: use the only model the server lists. ``concurrency``: requests in flight.
+    Connection failures and 5xx answers are resent up to ``retries`` times (exponential back-off from
+    ``retry_backoff_s`` seconds); a 4xx answer or a timeout fails at once.
     """
 
     def __init__(
@@ -92,8 +97,12 @@ class VllmServerEngine:
         concurrency: int = 32,
         timeout_s: float = 600.0,
         model_id: str | None = None,
+        retries: int = 2,
+        retry_backoff_s: float = 0.5,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.retry_backoff_s = retry_backoff_s
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.served_model_name = served_model_name or self._only_served_model()
@@ -166,30 +175,34 @@ class VllmServerEngine:
     ) -> list[Sample]:
         import httpx
 
-        async with limit:
-            try:
-                response = await client.post(CHAT_PATH, json=body)
-            except httpx.HTTPError as exc:
-                raise EngineError(
-                    f"vLLM server {self.base_url} failed for {request.tag or 'a request'}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
-        if response.status_code != 200:
-            raise EngineError(
-                f"vLLM server {self.base_url} answered {response.status_code} for "
-                f"{request.tag or 'a request'}: {response.text[:500]}"
-            )
-        return parse_chat_response(response.json(), request)
+        what = f"vLLM server {self.base_url}, {request.tag or 'a request'}"
+        for attempt in range(self.retries + 1):
+            async with limit:
+                try:
+                    response = await client.post(CHAT_PATH, json=body)
+                except httpx.TimeoutException as exc:
+                    raise EngineError(f"{what}: no answer within {self.timeout_s} s ({exc})") from None
+                except httpx.TransportError as exc:
+                    error, response = f"{type(exc).__name__}: {exc}", None
+            if response is not None:
+                if response.status_code == 200:
+                    return parse_chat_response(response.json(), request)
+                error = f"HTTP {response.status_code}: {response.text[:500]}"
+                if response.status_code not in RETRY_STATUS:
+                    raise EngineError(f"{what}: {error}")
+            if attempt == self.retries:
+                raise EngineError(f"{what}: {error} (after {attempt + 1} attempts)")
+            # transient: a restarting server, or vLLM's multimodal cache race (fixed by a resend)
+            logger.warning("%s: %s; retrying", what, error)
+            await asyncio.sleep(self.retry_backoff_s * 2**attempt)
+        raise EngineError(f"{what}: no attempt made (retries={self.retries})")
 
 
 def expand_greedy(samples: list[Sample], request: GenerationRequest) -> list[Sample]:
     """The one greedy sample repeated ``request.n`` times, each under its own recorded seed."""
     if request.temperature != 0 or len(samples) != 1 or request.n == 1:
         return samples
-    only = samples[0]
-    return [
-        Sample(only.text, only.tokens, request.sample_seed(i), only.finish_reason) for i in range(request.n)
-    ]
+    return [replace(samples[0], seed=request.sample_seed(i)) for i in range(request.n)]
 
 
 def parse_chat_response(payload: dict[str, Any], request: GenerationRequest) -> list[Sample]:
@@ -202,6 +215,7 @@ def parse_chat_response(payload: dict[str, Any], request: GenerationRequest) -> 
                 tokens=len(choice.get("token_ids") or []),
                 seed=request.sample_seed(int(choice["index"])),
                 finish_reason=str(choice.get("finish_reason") or ""),
+                token_ids=tuple(int(token) for token in choice.get("token_ids") or ()),
             )
             for choice in choices
         ]
@@ -254,6 +268,7 @@ class VllmOfflineEngine:
                         tokens=len(completion.token_ids),
                         seed=request.sample_seed(completion.index),
                         finish_reason=str(completion.finish_reason or ""),
+                        token_ids=tuple(completion.token_ids),
                     )
                     for completion in sorted(output.outputs, key=lambda c: c.index)
                 ],

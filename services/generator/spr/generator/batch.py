@@ -1,0 +1,112 @@
+"""File mode of ``spr generator run`` (``--tasks FILE --out FILE``): no Redis, resumable.
+
+Each candidate group is one JSON line of the output, written and fsynced per engine call, so a crash
+loses at most the batch in flight; a rerun skips task ids already in the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+from spr.generator.factory import build_generator
+from spr.generator.generation import CandidateGenerator
+from spr.generator.metrics import Throughput
+from spr.generator.settings import GeneratorSettings
+from spr.shared.errors import SprError
+from spr.shared.schemas import CandidateGroup, RegionTask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FileRunStats:
+    """What a file run did: groups written now, tasks skipped as already done, total in the file."""
+
+    written: int
+    skipped: int
+    total: int
+
+
+def run_file(
+    settings: GeneratorSettings,
+    tasks_path: Path,
+    out_path: Path,
+    *,
+    max_tasks: int | None = None,
+    generator: CandidateGenerator | None = None,
+) -> FileRunStats:
+    """Generate a candidate group (one JSON line in ``out_path``) for every task line of ``tasks_path``.
+
+    Resumable: task ids already in ``out_path`` are skipped, and a last line cut short by a crash is
+    dropped first. ``generator_worker_threads`` tasks go to the engine per call (raise it for vLLM).
+    """
+    tasks = list(read_tasks(tasks_path))
+    done = completed_task_ids(out_path)
+    todo = [task for task in tasks if task.task_id not in done]
+    if max_tasks is not None:
+        todo = todo[:max_tasks]
+    stats = FileRunStats(written=0, skipped=sum(task.task_id in done for task in tasks), total=len(tasks))
+    if not todo:
+        logger.info("nothing to do: all %d tasks of %s are in %s", len(tasks), tasks_path, out_path)
+        return stats
+    generator = build_generator(settings) if generator is None else generator
+    throughput = Throughput(log_every=settings.generator_log_every)
+    batch = settings.generator_worker_threads
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("a", encoding="utf-8") as out:
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            started = time.monotonic()
+            groups = generator.generate(chunk)
+            for group in groups:
+                out.write(group.model_dump_json() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            stats.written += len(groups)
+            throughput.record_groups(groups, time.monotonic() - started)
+    logger.info("wrote %d groups to %s (%s)", stats.written, out_path, throughput.summary())
+    return stats
+
+
+def read_tasks(path: Path) -> Iterator[RegionTask]:
+    """RegionTasks from a jsonl file (blank lines ignored); a bad line raises SprError naming it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SprError(f"cannot read tasks file {path}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield RegionTask.model_validate_json(line)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "<line>"
+            raise SprError(f"{path}:{number}: not a RegionTask ({where}: {first['msg']})") from None
+
+
+def completed_task_ids(out_path: Path) -> set[str]:
+    """Task ids of the groups already in ``out_path``; truncates a partial last line left by a crash."""
+    if not out_path.exists():
+        return set()
+    data = out_path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        logger.warning("dropping a partial last line (%d bytes) of %s", len(data) - end, out_path)
+        with out_path.open("r+b") as handle:
+            handle.truncate(end)
+    done = set()
+    for number, line in enumerate(data[:end].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            done.add(CandidateGroup.model_validate_json(line).task.task_id)
+        except ValidationError:
+            raise SprError(f"{out_path}:{number} is not a CandidateGroup: refusing to append to it") from None
+    return done

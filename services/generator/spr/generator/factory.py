@@ -1,0 +1,116 @@
+"""Build the generator a process runs from its settings: grounding format, engine, resize rule, prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from spr.generator.coordinates import ResizeRule
+from spr.generator.engines.protocol import Engine
+from spr.generator.generation import CandidateGenerator, SamplingConfig
+from spr.generator.prompts import PromptSet
+from spr.generator.settings import GeneratorSettings
+from spr.shared.errors import SprError
+from spr.shared.schemas import GroundingFormat
+
+
+def resolve_format(settings: GeneratorSettings) -> GroundingFormat:
+    """The grounding format: SPR_GENERATOR_FORMAT, else the model family's (config.json model_type)."""
+    from spr.shared.formats import FAMILY_FORMATS
+
+    if settings.generator_format is not None:
+        return settings.generator_format
+    model_type = settings.model_type()
+    if model_type is None:
+        raise SprError(
+            "cannot tell the grounding format: set SPR_GENERATOR_FORMAT, or SPR_GENERATOR_MODEL to the "
+            "local model folder (its config.json names the model family)"
+        )
+    if model_type not in FAMILY_FORMATS:
+        raise SprError(
+            f"model_type {model_type!r} has no known grounding format: set SPR_GENERATOR_FORMAT to one of "
+            f"{sorted(set(FAMILY_FORMATS.values()))}"
+        )
+    return FAMILY_FORMATS[model_type]
+
+
+def build_engine(settings: GeneratorSettings) -> Engine:
+    """The engine the settings name (models load here)."""
+    if settings.generator_engine == "transformers":
+        from spr.generator.engines.transformers_engine import TransformersEngine
+
+        return TransformersEngine(
+            _model_folder(settings),
+            device=settings.generator_device,
+            dtype=settings.generator_dtype,
+            model_id=settings.generator_model_id,
+            torch_threads=settings.generator_torch_threads,
+        )
+    if settings.generator_engine == "vllm":
+        from spr.generator.engines.vllm_engine import VllmServerEngine
+
+        return VllmServerEngine(
+            settings.generator_vllm_url,
+            settings.generator_served_model_name,
+            concurrency=settings.generator_concurrency,
+            timeout_s=settings.generator_request_timeout_s,
+            model_id=settings.generator_model_id,
+        )
+    from spr.generator.engines.vllm_engine import VllmOfflineEngine
+
+    return VllmOfflineEngine(
+        _model_folder(settings),
+        model_id=settings.generator_model_id,
+        **{
+            "dtype": settings.generator_dtype,
+            "seed": settings.generator_seed,
+            **settings.generator_vllm_llm_kwargs,
+        },
+    )
+
+
+def _model_folder(settings: GeneratorSettings) -> Path:
+    if settings.generator_model is None:
+        raise SprError(
+            f"SPR_GENERATOR_MODEL is required with SPR_GENERATOR_ENGINE={settings.generator_engine}"
+        )
+    return settings.generator_model
+
+
+def build_resize_rule(settings: GeneratorSettings, engine: Engine) -> ResizeRule:
+    """qwen25vl's resize rule, from the engine's processor or the model folder's image processor."""
+    processor = getattr(engine, "processor", None)
+    if processor is not None:
+        return ResizeRule.from_image_processor(processor.image_processor)
+    if settings.generator_model is None:
+        raise SprError(
+            "the qwen25vl format writes boxes in the processor-resized image's pixels: set "
+            "SPR_GENERATOR_MODEL to the local model folder so its resize rule can be read"
+        )
+    from transformers import AutoImageProcessor
+
+    auto_image_processor: Any = AutoImageProcessor
+    return ResizeRule.from_image_processor(auto_image_processor.from_pretrained(settings.generator_model))
+
+
+def build_generator(settings: GeneratorSettings, engine: Engine | None = None) -> CandidateGenerator:
+    """A ready generator: prompts and format checked first (cheap), then the engine (``engine`` if given)."""
+    prompts = PromptSet.load(settings.generator_prompts_file)
+    fmt = resolve_format(settings)
+    engine = build_engine(settings) if engine is None else engine
+    return CandidateGenerator(
+        engine,
+        prompts,
+        fmt,
+        SamplingConfig(
+            samples_per_prompt=settings.generator_samples_per_prompt,
+            temperature=settings.generator_temperature,
+            top_p=settings.generator_top_p,
+            top_k=settings.generator_top_k,
+            max_new_tokens=settings.generator_max_new_tokens,
+            seed=settings.generator_seed,
+        ),
+        data_root=settings.data_root,
+        resize_rule=build_resize_rule(settings, engine) if fmt == "qwen25vl" else None,
+        model_id=settings.generator_model_id,
+    )
