@@ -233,6 +233,9 @@ def main() -> None:
     ):
         overhead = pick(ours, key) / pick(bare, key) - 1
         print(f"overhead of spooling + wrapper, {label}: {100 * overhead:+.1f} %  (aim <= 5 %)")
+    # Each repeat runs bare then ours back to back: their ratio cancels slow drifts of the machine's load.
+    paired = statistics.median(o["total_s"] / b["total_s"] - 1 for b, o in zip(bare, ours, strict=True))
+    print(f"overhead of spooling + wrapper, end to end, median of paired runs: {100 * paired:+.1f} %")
 
 
 def _best(runs: list[dict[str, float]], key: str) -> float:

@@ -30,13 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[RegionTask]]:
     root = tmp_path_factory.mktemp("synthetic")
-    annotations = write_synthetic_dataset(root, images=4, seed=1, min_objects=5, max_objects=7)
+    annotations = write_synthetic_dataset(root, images=8, seed=1, min_objects=5, max_objects=7)
     tasks = [
         task
         for ref, objects in load_coco(annotations)
         for task in build_regions(ref, objects, seed=0, source="synthetic")
     ]
-    assert len(tasks) >= 4
+    assert len(tasks) >= 6
     return root, tasks
 
 
@@ -96,7 +96,7 @@ def test_worker_killed_mid_task_and_restarted_loses_nothing(
 ) -> None:
     root, tasks = dataset
     queue = Queue.from_url(redis_url, QueueConfig(block_ms=0))
-    assert len(tasks) >= 4
+    assert len(tasks) >= 6
     for task in tasks:
         assert queue.publish(STREAM_TASKS, task.task_id, task)
     env = {**os.environ, **_env(root, tiny_models.qwen2vl, redis_url)}

@@ -87,3 +87,18 @@ def test_spool_with_the_processor_rejects_only_pairs_over_max_length(
     assert (added.status, added.tokens) == ("added", limit)  # exactly max_length is allowed
     assert (rejected.status, rejected.reason) == ("rejected", "too_long")
     assert rejected.tokens is not None and rejected.tokens > limit
+
+
+def test_pair_with_an_image_placeholder_in_its_text_is_rejected(
+    processor: Any, tmp_path: Path, data_root: Path, pairs_factory: MakePair
+) -> None:
+    # A (badly trained) policy can write <|image_pad|> itself; the processor would expand it into image
+    # tokens with no image behind them and TRL would fail mid-training, so the spool rejects the pair.
+    measure = PairLengthMeasurer(processor)
+    fits = pairs_factory(0)
+    bad = pairs_factory(1, rejected="a red circle <|image_pad|> left")
+    with Spool(tmp_path / "s", data_root=data_root, max_length=100_000, measure=measure) as spool:
+        added, rejected = spool.append_many([fits, bad])
+        assert spool.stats().rejected == {"placeholder_in_text": 1}
+    assert added.status == "added"
+    assert (rejected.status, rejected.reason) == ("rejected", "placeholder_in_text")

@@ -205,11 +205,11 @@ class DemoRun:
                 scored = sum(groups.values())
                 self.progress("generate", self.stream_length(STREAM_CANDIDATES), total)
                 self.progress("score", scored, total)
-                if not generator_done and self._drained(q, STREAM_TASKS, GENERATOR_GROUP):
+                if not generator_done and self.drained(q, STREAM_TASKS, GENERATOR_GROUP):
                     generator.stop()
                     generator_done = True
                     self.timings.append(StageTiming("generator", time.monotonic() - started))
-                if generator_done and self._drained(q, STREAM_CANDIDATES, SCORER_GROUP):
+                if generator_done and self.drained(q, STREAM_CANDIDATES, SCORER_GROUP):
                     scorer.stop()
                     self.timings.append(StageTiming("scorer", time.monotonic() - started))
                     return
@@ -248,7 +248,7 @@ class DemoRun:
         return status.streams[0].length if status.streams else 0
 
     @staticmethod
-    def _drained(q: Queue, stream: str, group: str) -> bool:
+    def drained(q: Queue, stream: str, group: str) -> bool:
         """Every entry of ``stream`` delivered to ``group`` and acknowledged."""
         status = q.status([stream])
         for s in status.streams:

@@ -32,15 +32,17 @@ class ReportError(SprError):
 
 
 def read_pairs(sources: Sequence[Path]) -> list[PreferencePair]:
-    """Read pairs from jsonl files or folders of jsonl files (a trainer spool, `--out` files)."""
+    """Read pairs from jsonl files or folders of them: PreferencePair lines, or a trainer spool folder."""
     pairs: dict[str, PreferencePair] = {}
     for path in _jsonl_files(sources):
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                pair = PreferencePair.model_validate_json(line)
-            except ValueError as exc:
+                row = json.loads(line)
+                # a trainer spool line wraps the pair with its bookkeeping: {"seq", "pair_id", "pair", ...}
+                pair = PreferencePair.model_validate(row.get("pair", row))
+            except (ValueError, TypeError) as exc:
                 raise ReportError(f"{path}:{lineno}: not a PreferencePair line: {exc}") from exc
             pairs.setdefault(pair.pair_id, pair)
     return list(pairs.values())
@@ -49,7 +51,9 @@ def read_pairs(sources: Sequence[Path]) -> list[PreferencePair]:
 def _jsonl_files(sources: Sequence[Path]) -> Iterator[Path]:
     for source in sources:
         if source.is_dir():
-            yield from sorted(source.rglob("*.jsonl"))
+            # a trainer spool keeps pairs in pairs-*.jsonl beside other files (e.g. rejected pairs)
+            pattern = "pairs-*.jsonl" if (source / "spool.json").exists() else "*.jsonl"
+            yield from sorted(source.rglob(pattern))
         elif source.is_file():
             yield source
         else:

@@ -29,10 +29,10 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=f"{stage:<9}", unit="task", leave=True)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+            bar = bars[stage] = tqdm(total=total, desc=f"{stage:<9}", unit="task", position=len(bars))
+        if (bar.n, bar.total) != (done, total):
+            bar.total = total
+            bar.update(done - bar.n)
 
     run = DemoRun(config, progress=progress)
     started = time.monotonic()

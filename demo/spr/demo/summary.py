@@ -51,6 +51,9 @@ class DemoSummary:
             ),
             ("dead letters", str(self.dead_letters)),
         ]
+        rejected = self.train.get("spool_rejected")
+        if isinstance(rejected, dict):
+            rows += [(f"pairs rejected by the trainer: {k}", str(v)) for k, v in sorted(rejected.items())]
         for key in ("loss", "rewards/accuracies", "rewards/margins", "steps", "pairs_trained"):
             if key in self.train:
                 value = self.train[key]
@@ -95,6 +98,10 @@ def collect_summary(queue: Queue, train_dir: Path, ledger: str) -> DemoSummary:
 def _train_metrics(summary: dict[str, object]) -> dict[str, object]:
     """The trainer's summary.json reduced to the numbers the table shows (last logged DPO metrics)."""
     out: dict[str, object] = {k: summary.get(k) for k in ("steps", "pairs_trained", "adapter_dir")}
+    spool = summary.get("spool")
+    if isinstance(spool, dict):
+        out["spooled"] = spool.get("pairs")
+        out["spool_rejected"] = spool.get("rejected") or {}
     metrics = summary.get("final_metrics")
     if isinstance(metrics, dict):
         out.update(metrics)

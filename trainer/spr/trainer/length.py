@@ -23,7 +23,7 @@ from typing import Any
 
 from spr.shared.schemas import PreferencePair
 from spr.trainer.dataset import trl_example
-from spr.trainer.spool import UnreadableImage
+from spr.trainer.spool import PlaceholderInText, UnreadableImage
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +57,24 @@ class PairLengthMeasurer:
         self._collator = DataCollatorForVisionPreference(processor=processor, max_length=None)
         self._image_extra: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
+        # Placeholders the processor expands into image/video tokens (e.g. Qwen2-VL's <|image_pad|>).
+        self._placeholders = [
+            str(token)
+            for token in (getattr(processor, "image_token", None), getattr(processor, "video_token", None))
+            if token
+        ]
 
     def __call__(self, pair: PreferencePair, image_file: Path) -> int:
         from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 
+        for field, text in (
+            ("prompt", pair.prompt),
+            ("chosen", pair.chosen.text),
+            ("rejected", pair.rejected.text),
+        ):
+            for token in self._placeholders:
+                if token in text:
+                    raise PlaceholderInText(f"the {field} text contains the placeholder token {token}")
         image = open_image(image_file)
         # The collator's own text preparation (trl 1.16 DataCollatorForVisionPreference.torch_call).
         example = trl_example(pair, image)

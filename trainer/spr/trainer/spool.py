@@ -56,7 +56,7 @@ IMAGES_DIR: Final = "images"
 SHARD_PREFIX: Final = "pairs-"
 DEFAULT_SHARD_SIZE: Final = 10_000
 
-RejectReason = Literal["too_long", "image_outside_data_root", "image_unreadable"]
+RejectReason = Literal["too_long", "image_outside_data_root", "image_unreadable", "placeholder_in_text"]
 AppendStatus = Literal["added", "duplicate", "rejected", "failed"]
 # (pair, resolved image file) -> sequence length in tokens (prompt with image tokens + longer response).
 LengthFn = Callable[[PreferencePair, Path], int]
@@ -68,6 +68,11 @@ class SpoolError(SprError):
 
 class SpoolCorruptError(SpoolError):
     """A spool file holds a damaged line that is not a torn final write."""
+
+
+class PlaceholderInText(SpoolError):  # noqa: N818 - the name says what the pair has
+    """A text holds the processor's image/video placeholder token, which it would expand into image
+    tokens that have no image: TRL fails on such a pair, so it is rejected before training."""
 
 
 class UnreadableImage(SpoolError):  # noqa: N818 - the name says what the pair has
@@ -148,7 +153,6 @@ class Spool:
         self.readonly = readonly
         self._lock = threading.Lock()
         self._lock_file: IO[bytes] | None = None
-        self._shard: IO[bytes] | None = None
         self._ids: set[str] = set()
         self._count = 0
         self._rejected: Counter[str] = Counter()
@@ -168,7 +172,9 @@ class Spool:
     def _create_or_lock(self, shard_size: int) -> None:
         if self.directory.exists() and not self.directory.is_dir():
             raise SpoolError(f"spool path {self.directory} is a file: pass a folder (--spool_dir)")
-        if self.directory.is_dir() and any(self.directory.iterdir()) and not is_spool(self.directory):
+        # The lock file alone is what a crash right after creating the folder leaves: still a new spool.
+        foreign = self.directory.is_dir() and any(p.name != LOCK_FILE for p in self.directory.iterdir())
+        if foreign and not is_spool(self.directory):
             raise SpoolError(f"{self.directory} is not empty and not a spool: pass a new or spool folder")
         self.directory.mkdir(parents=True, exist_ok=True)
         lock = (self.directory / LOCK_FILE).open("ab")
@@ -338,6 +344,8 @@ class Spool:
                 tokens = self.measure(pair, source)
             except UnreadableImage as exc:
                 return self._rejected_item(pair, "image_unreadable", str(exc))
+            except PlaceholderInText as exc:
+                return self._rejected_item(pair, "placeholder_in_text", str(exc))
             except Exception as exc:  # the processor choked on this pair: let the queue retry it
                 logger.warning("measuring pair %s failed: %s", pair.pair_id, exc)
                 return _Prepared(
