@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +57,17 @@ def report(name: str, seconds: float, samples: int, tokens: int) -> tuple[float,
 
 
 def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="spr-bench-"))
+    try:
+        code = run(work)
+    except BaseException:
+        print(f"work folder kept for inspection (vllm.log): {work}", file=sys.stderr)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+def run(work: Path) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -79,7 +91,6 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    work = Path(tempfile.mkdtemp(prefix="spr-bench-"))
     model = args.model
     if model is None:
         from spr.shared.tiny import build_tiny_models
@@ -133,7 +144,7 @@ def main() -> int:
         )
         started = time.perf_counter()
         url = server.start()
-        print(f"vLLM server healthy after {time.perf_counter() - started:.0f} s (log {work / 'vllm.log'})")
+        print(f"vLLM server healthy after {time.perf_counter() - started:.0f} s")
     try:
         vllm = VllmServerEngine(url, concurrency=args.concurrency)
         if requests is None:
