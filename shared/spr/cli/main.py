@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spr.scorer.cli",
     "spr.generator.cli",
     "spr.trainer.cli",
+    "spr.eval.cli",
     "spr.demo.cli",
 )
 

@@ -173,43 +173,37 @@ def localize_and_refine(
         loc = localization_score(gt, pred, threshold=threshold, mode=mode)
         return loc, refine_boxes(pred, gt, threshold=refine_threshold)
     _check_threshold(threshold)
-    rows = _iou_rows(gt, pred)
+    # One pass over the GT x prediction pairs, tracking the best pair of every GT (S_loc) and of every
+    # prediction (refinement) at once; strict ">" keeps the lowest index on ties, as the two functions do.
+    pred_rows = [(bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1)) for bx1, by1, bx2, by2 in pred]
+    col_best = [0.0] * len(pred)
+    col_arg = [0] * len(pred)
     matches: list[Match] = []
-    for i, row in enumerate(rows):
-        top_j, top = 0, row[0]
-        for j in range(1, len(row)):
-            if row[j] > top:
-                top_j, top = j, row[j]
-        if top >= threshold and top > 0.0:
-            matches.append(Match(i, top_j, top))
-    refined: list[BoxT] = []
-    for j, box in enumerate(pred):
-        top_i, top = 0, rows[0][j]
-        for i in range(1, len(rows)):
-            if rows[i][j] > top:
-                top_i, top = i, rows[i][j]
-        refined.append(gt[top_i] if top > refine_threshold else box)
-    return Localization(sum(m.iou for m in matches) / len(gt), matches), refined
-
-
-def _iou_rows(a: Sequence[BoxT], b: Sequence[BoxT]) -> list[list[float]]:
-    """IoU of every ``a`` box with every ``b`` box as Python lists (small inputs only)."""
-    b_rows = [(bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1)) for bx1, by1, bx2, by2 in b]
-    out: list[list[float]] = []
-    for ax1, ay1, ax2, ay2 in a:
+    total = 0.0
+    for i, (ax1, ay1, ax2, ay2) in enumerate(gt):
         area_a = (ax2 - ax1) * (ay2 - ay1)
-        row: list[float] = []
-        for bx1, by1, bx2, by2, area_b in b_rows:
+        top, top_j = 0.0, 0
+        for j, (bx1, by1, bx2, by2, area_b) in enumerate(pred_rows):
             iw = (ax2 if ax2 < bx2 else bx2) - (ax1 if ax1 > bx1 else bx1)
+            if iw <= 0.0:
+                continue
             ih = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
-            if iw <= 0.0 or ih <= 0.0:
-                row.append(0.0)
+            if ih <= 0.0:
                 continue
             inter = iw * ih
             union = area_a + area_b - inter
-            row.append(inter / union if union > 0.0 else 0.0)
-        out.append(row)
-    return out
+            if union <= 0.0:
+                continue
+            v = inter / union
+            if v > top:
+                top, top_j = v, j
+            if v > col_best[j]:
+                col_best[j], col_arg[j] = v, i
+        if top >= threshold and top > 0.0:
+            matches.append(Match(i, top_j, top))
+            total += top
+    refined = [gt[col_arg[j]] if col_best[j] > refine_threshold else box for j, box in enumerate(pred)]
+    return Localization(total / len(gt), matches), refined
 
 
 # Below this many box pairs a plain Python loop beats numpy's fixed cost per call (array creation and

@@ -60,9 +60,12 @@ def _read_box(b: ParseBuilder, text: str, cs: int, ce: int, closed: bool, grid: 
         report_unreadable(b, text, s, e, closed, "expected a list of [x1, y1, x2, y2] boxes")
 
 
-def _read_pair(b: ParseBuilder, m: re.Match[str], grid: LinearGrid) -> None:
+def _read_pair(
+    b: ParseBuilder, m: re.Match[str], grid: LinearGrid, phrase: str, start: int, end: int
+) -> None:
     x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
-    b.add_linear((int(x1), int(y1), int(x2), int(y2)), m.start("pbox"), m.end("pbox"), grid)
+    bs, be = m.span("pbox")
+    b.phrase_linear(phrase, start, end, (int(x1), int(y1), int(x2), int(y2)), bs, be, grid)
 
 
 def _coords(box: BoxT, grid: LinearGrid) -> str:

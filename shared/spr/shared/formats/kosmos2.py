@@ -90,7 +90,8 @@ def _read_box(b: ParseBuilder, text: str, cs: int, ce: int, closed: bool, grid: 
         pos = cut + len(DELIMITER)
 
 
-def _read_pair(b: ParseBuilder, m: re.Match[str], grid: CellGrid) -> None:
+def _read_pair(b: ParseBuilder, m: re.Match[str], grid: CellGrid, phrase: str, start: int, end: int) -> None:
+    b.open_phrase(phrase, start, end)
     _add(b, int(m.group("v1")), int(m.group("v2")), m.start("pbox"), m.end("pbox"), grid)
 
 

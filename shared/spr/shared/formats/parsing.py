@@ -33,7 +33,14 @@ _INTEGER = re.compile(r"[-+]?\d+")
 _SEPARATORS = frozenset("()[],; \t\r\n")
 _BLANK = re.compile(r"\s*")
 _SNIPPET = 60
-_set = object.__setattr__
+
+# Slot setters of pydantic's BaseModel, bound once: calling them directly skips the attribute-name
+# lookup that object.__setattr__ does on every call (trusted() runs once per phrase on the hot path).
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def trusted(cls: type[M], fields: dict[str, Any]) -> M:
@@ -42,12 +49,16 @@ def trusted(cls: type[M], fields: dict[str, Any]) -> M:
     What ``model_construct`` does for a model without aliases, defaults in use, extras or post-init
     hooks, minus its per-field bookkeeping. The tests compare every parse result with its validated copy.
     """
-    obj = cls.__new__(cls)
-    _set(obj, "__dict__", fields)
-    _set(obj, "__pydantic_fields_set__", set(fields))
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
+    obj = _new(cls)
+    _set_dict(obj, fields)
+    _set_fields(obj, set(fields))
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
+
+
+def _phrase(text: str, start: int, end: int, boxes: list[BoxT], box_spans: list[tuple[int, int]]) -> Phrase:
+    return trusted(Phrase, {"text": text, "span": (start, end), "boxes": boxes, "box_spans": box_spans})
 
 
 for _model in (Phrase, ParseProblem, ParseResult):
@@ -86,65 +97,76 @@ def read_numbers(content: str, *, integers: bool) -> list[float] | str:
 
 
 class ParseBuilder:
-    """Collects phrases, boxes and problems in text order; :meth:`result` gives the ParseResult."""
+    """Collects phrases, boxes and problems in text order; :meth:`result` gives the ParseResult.
 
-    __slots__ = ("_box_spans", "_boxes", "_phrase", "phrases", "problems", "text")
+    While scanning, a phrase is a plain ``[text, start, end, boxes, box_spans]`` row; the schema objects
+    are made once, in :meth:`result` (fewer calls and objects per event on the hot path).
+    """
+
+    __slots__ = ("_open", "_rows", "problems", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.phrases: list[Phrase] = []
         self.problems: list[ParseProblem] = []
-        self._phrase: tuple[str, int, int] | None = None
-        self._boxes: list[BoxT] = []
-        self._box_spans: list[tuple[int, int]] = []
+        self._rows: list[list[Any]] = []  # every phrase opened, in text order
+        self._open: list[Any] | None = None  # the row new boxes join
 
     def open_phrase(self, text: str, start: int, end: int) -> None:
         """Start a new phrase (closing the current one); its span is [start, end) in the raw text."""
-        if self._phrase is not None:
-            self._close()
-        self._phrase = (text, start, end)
-
-    def _close(self) -> None:
-        if self._phrase is not None:
-            text, start, end = self._phrase
-            if text or self._boxes:  # a box-less phrase with no text (all its boxes dropped) is noise
-                self.phrases.append(
-                    trusted(
-                        Phrase,
-                        {
-                            "text": text,
-                            "span": (start, end),
-                            "boxes": self._boxes,
-                            "box_spans": self._box_spans,
-                        },
-                    )
-                )
-            self._boxes = []
-            self._box_spans = []
-            self._phrase = None
+        row: list[Any] = [text, start, end, [], []]
+        self._rows.append(row)
+        self._open = row
 
     def problem(self, kind: ProblemKind, message: str, start: int, end: int) -> None:
         self.problems.append(trusted(ParseProblem, {"kind": kind, "message": message, "span": (start, end)}))
 
     def add_box(self, box: BoxT, start: int, end: int) -> None:
         """Append a checked box (original-image pixels) whose coordinate text is [start, end)."""
-        if self._phrase is None:
-            self._phrase = ("", start, start)
-        self._boxes.append(box)
-        self._box_spans.append((start, end))
+        row = self._open
+        if row is None:
+            row = ["", start, start, [], []]
+            self._rows.append(row)
+            self._open = row
+        row[3].append(box)
+        row[4].append((start, end))
+
+    def phrase_linear(
+        self,
+        text: str,
+        start: int,
+        end: int,
+        values: tuple[float, float, float, float],
+        box_start: int,
+        box_end: int,
+        grid: LinearGrid,
+    ) -> None:
+        """:meth:`open_phrase` then :meth:`add_linear` in one call: a phrase written with one box."""
+        x1, y1, x2, y2 = values
+        if 0 <= x1 < x2 <= grid.max_x and 0 <= y1 < y2 <= grid.max_y:
+            # The common case, decoded inline as in add_linear (hot path).
+            w, h, sx, sy = grid.width, grid.height, grid.steps_x, grid.steps_y
+            box = (x1 * w / sx, y1 * h / sy, x2 * w / sx, y2 * h / sy)
+            if box[0] < box[2] and box[1] < box[3]:
+                row: list[Any] = [text, start, end, [box], [(box_start, box_end)]]
+                self._rows.append(row)
+                self._open = row
+                return
+        self.open_phrase(text, start, end)
+        self.add_linear(values, box_start, box_end, grid)
 
     def add_linear(self, values: Sequence[float], start: int, end: int, grid: LinearGrid) -> None:
         """Check grid values ``x1, y1, x2, y2`` per the module's policy, decode and append the box."""
         x1, y1, x2, y2 = values
         mx, my = grid.max_x, grid.max_y
-        if 0 <= x1 < x2 <= mx and 0 <= y1 < y2 <= my and self._phrase is not None:
+        row = self._open
+        if 0 <= x1 < x2 <= mx and 0 <= y1 < y2 <= my and row is not None:
             # The common case, nothing to report: decoded inline (hot path).
             w, h, sx, sy = grid.width, grid.height, grid.steps_x, grid.steps_y
             box = (x1 * w / sx, y1 * h / sy, x2 * w / sx, y2 * h / sy)
             # Values a float apart can decode to one pixel value; such a box is empty, see below.
             if box[0] < box[2] and box[1] < box[3]:
-                self._boxes.append(box)
-                self._box_spans.append((start, end))
+                row[3].append(box)
+                row[4].append((start, end))
                 return
         if x1 > x2 or y1 > y2:
             self.problem(
@@ -181,5 +203,6 @@ class ParseBuilder:
         self.add_box(box, start, end)
 
     def result(self) -> ParseResult:
-        self._close()
-        return trusted(ParseResult, {"phrases": self.phrases, "problems": self.problems})
+        # A phrase with no text and no box (all its boxes dropped) is noise.
+        phrases = [_phrase(*row) for row in self._rows if row[0] or row[3]]
+        return trusted(ParseResult, {"phrases": phrases, "problems": self.problems})

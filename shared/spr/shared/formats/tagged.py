@@ -34,8 +34,8 @@ class BoxReader(Protocol[G]):
 
 
 class PairReader(Protocol[G]):
-    def __call__(self, b: ParseBuilder, m: re.Match[str], grid: G) -> None:
-        """Add the box of a ``PB`` match (its phrase is already open)."""
+    def __call__(self, b: ParseBuilder, m: re.Match[str], grid: G, phrase: str, start: int, end: int) -> None:
+        """Open the phrase (``phrase``, span [start, end)) and add the box of a ``PB`` match."""
         ...
 
 
@@ -47,13 +47,18 @@ def parse_tagged(
     attach_from = -1  # end of the current phrase's last event; -1: no phrase to attach boxes to
     for m in events.finditer(text):
         kind = m.lastgroup
-        if kind == "B":
+        if kind == "PB":  # the common spelling first (hot path)
+            s, e = m.span("pref")
+            if s < e and (text[s].isspace() or text[e - 1].isspace()):
+                s, e = content_span(text, s, e)
+            read_pair(b, m, grid, text[s:e], s, e)
+        elif kind == "B":
             start = m.start()
             if attach_from < 0 or not _BLANK.fullmatch(text, attach_from, start):
                 b.open_phrase("", start, start)
             read_box(b, text, m.start("box"), m.end("box"), m.group("box_end") is not None, grid)
         else:
-            if kind == "P" and m.group("ref_end") is None and at_end(text, m.end()):
+            if m.group("ref_end") is None and at_end(text, m.end()):
                 b.problem(
                     "unparsed",
                     f"phrase {snippet(m.group())!r} is cut off at the end of the text",
@@ -62,14 +67,8 @@ def parse_tagged(
                 )
                 attach_from = -1
                 continue
-            s, e = m.span("pref" if kind == "PB" else "ref")
-            while s < e and text[s].isspace():
-                s += 1
-            while e > s and text[e - 1].isspace():
-                e -= 1
+            s, e = content_span(text, *m.span("ref"))
             b.open_phrase(text[s:e], s, e)
-            if kind == "PB":
-                read_pair(b, m, grid)
         attach_from = m.end()
     return b.result()
 

@@ -27,7 +27,9 @@ class TransformersEngine:
     ``device``: a torch device string ("cpu", "cuda", "cuda:1"). ``dtype``: "auto" keeps the
     checkpoint's dtype, or one of "float32", "bfloat16", "float16". ``torch_threads``: if given, the
     process's intra-op CPU threads (``torch.set_num_threads``, process-wide); small models on a busy
-    CPU run much faster with 1 than with torch's default of one thread per core.
+    CPU run much faster with 1 than with torch's default of one thread per core. ``adapter``: a peft
+    LoRA folder (e.g. ``spr train``'s ``adapter/``) merged into the base weights at load, so generation
+    runs at the base model's speed; the processor stays the base model's.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class TransformersEngine:
         dtype: str = "auto",
         model_id: str | None = None,
         torch_threads: int | None = None,
+        adapter: Path | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -49,6 +52,8 @@ class TransformersEngine:
             raise EngineError(
                 f"{model_dir} is not a model folder (no config.json): check SPR_GENERATOR_MODEL"
             )
+        if adapter is not None and not (adapter / "adapter_config.json").is_file():
+            raise EngineError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
         try:
             self._device = torch.device(device)
         except RuntimeError as exc:
@@ -59,8 +64,11 @@ class TransformersEngine:
         auto_processor: Any = AutoProcessor
         auto_model: Any = AutoModelForImageTextToText
         self.processor: Any = auto_processor.from_pretrained(model_dir)
-        self.model: Any = auto_model.from_pretrained(model_dir, dtype=torch_dtype).to(self._device).eval()
-        self._model_id = model_id or str(model_dir)
+        model = auto_model.from_pretrained(model_dir, dtype=torch_dtype)
+        if adapter is not None:
+            model = _merge_adapter(model, adapter)
+        self.model: Any = model.to(self._device).eval()
+        self._model_id = model_id or (str(model_dir) if adapter is None else f"{model_dir}+{adapter}")
         eos = self.model.generation_config.eos_token_id
         self._eos_ids: set[int] = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
         # One model, one global torch RNG: generate calls from several threads must not interleave.
@@ -137,3 +145,13 @@ class TransformersEngine:
             finish_reason="length" if end is None else "stop",
             token_ids=tuple(generated),
         )
+
+
+def _merge_adapter(model: Any, adapter: Path) -> Any:
+    """``model`` with the peft LoRA adapter in folder ``adapter`` merged into its weights."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise EngineError("loading a LoRA adapter needs peft: pip install 'spr[eval]'") from None
+    logger.info("merging LoRA adapter %s", adapter)
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()

@@ -1,0 +1,153 @@
+"""REC prompts (templates as data, one per grounding format) and answer parsing.
+
+Answers are read exactly as in training: :func:`spr.shared.formats.parse` with the model's format, and
+for ``qwen25vl`` the processor-resized image size from the generator's
+:class:`~spr.generator.coordinates.ResizeRule`. The **prediction is the first box the answer writes**
+(in text order); an answer without a parsable box is a miss (IoU 0). Boxes come back in absolute
+pixels of the original image.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from spr.shared.errors import SprError
+from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, Size
+
+if TYPE_CHECKING:
+    from spr.generator.coordinates import ResizeRule
+    from spr.shared.boxes import BoxT
+    from spr.shared.schemas import ParseResult
+
+DEFAULT_REC_PROMPTS = "rec_prompts.yaml"
+
+
+class PromptError(SprError):
+    """A REC prompt template is invalid."""
+
+
+def check_template(text: str) -> str:
+    """``text`` if ``{expression}`` is its one and only placeholder; else ValueError."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{exc} (write literal braces as {{{{ and }}}})") from None
+    if names != {"expression"}:
+        raise ValueError(
+            "a REC template needs the placeholder {expression} and no other; found "
+            f"{sorted(names) or 'none'} (write literal braces as {{{{ and }}}})"
+        )
+    return text
+
+
+class RecPrompts(BaseModel):
+    """REC templates: ``default`` and per-format overrides; optional system message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: str = Field(min_length=1)
+    templates: dict[str, str] = Field(default_factory=dict)
+    system: str | None = None
+
+    @field_validator("default")
+    @classmethod
+    def _check_default(cls, value: str) -> str:
+        return check_template(value)
+
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(GROUNDING_FORMATS))
+        if unknown:
+            raise ValueError(f"unknown format(s) {unknown}: use {', '.join(GROUNDING_FORMATS)}")
+        for text in value.values():
+            check_template(text)
+        return value
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> RecPrompts:
+        """Templates from the YAML file ``path``, or the set shipped with the package when None."""
+        if path is None:
+            source = "the packaged rec_prompts.yaml"
+            text = resources.files(__package__).joinpath(DEFAULT_REC_PROMPTS).read_text("utf-8")
+        else:
+            source = str(path)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise PromptError(f"cannot read REC prompts {source}: {exc.strerror or exc}") from None
+        try:
+            return cls.model_validate(yaml.safe_load(text))
+        except yaml.YAMLError as exc:
+            raise PromptError(f"{source} is not valid YAML: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+                for err in exc.errors(include_url=False, include_input=False)
+            )
+            raise PromptError(f"invalid REC prompts in {source}: {problems}") from None
+
+    @classmethod
+    def single(cls, text: str) -> RecPrompts:
+        """One template for every format (``--prompt TEXT``)."""
+        try:
+            return cls(default=check_template(text))
+        except ValueError as exc:
+            raise PromptError(f"--prompt: {exc}") from None
+
+    def template(self, fmt: GroundingFormat) -> str:
+        """The template used for ``fmt``."""
+        return self.templates.get(fmt, self.default)
+
+    def text(self, fmt: GroundingFormat, expression: str) -> str:
+        """The prompt asking a ``fmt`` model to locate ``expression``."""
+        return self.template(fmt).format(expression=expression)
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """The predicted box (first box of the answer, original-image pixels; None when there is none),
+    every box of the answer in text order, and the number of parse problems."""
+
+    box: BoxT | None
+    boxes: list[BoxT]
+    problems: int
+
+
+@dataclass(frozen=True)
+class AnswerParser:
+    """Reads answers of one grounding format. ``resize_rule`` is required for ``qwen25vl``."""
+
+    format: GroundingFormat
+    resize_rule: ResizeRule | None = None
+
+    def __post_init__(self) -> None:
+        if self.format == "qwen25vl" and self.resize_rule is None:
+            raise SprError(
+                "qwen25vl answers are in the processor-resized image's pixels: give --model (the model "
+                "folder, whose preprocessor_config.json holds the resize rule)"
+            )
+
+    def resized_size(self, image_size: Size) -> Size | None:
+        """The processor-resized size of an image (qwen25vl only; None for the other formats)."""
+        if self.format != "qwen25vl" or self.resize_rule is None:
+            return None
+        return self.resize_rule.resized(image_size.width, image_size.height)
+
+    def parse(self, text: str, image_size: Size) -> ParseResult:
+        """Every grounded phrase of ``text``; boxes in pixels of the ``image_size`` original image."""
+        from spr.shared.formats import parse
+
+        return parse(text, self.format, image_size=image_size, resized_size=self.resized_size(image_size))
+
+    def read(self, text: str, image_size: Size) -> ParsedAnswer:
+        """The answer's boxes (original-image pixels) and its predicted box: the first one."""
+        result = self.parse(text, image_size)
+        boxes = result.all_boxes()
+        return ParsedAnswer(box=boxes[0] if boxes else None, boxes=boxes, problems=len(result.problems))
