@@ -117,3 +117,57 @@ def test_killed_scorer_and_trainer_resume_without_loss_or_duplicates(tmp_path: P
         assert summary["steps"] >= 1
     finally:
         run.stop_all()
+
+
+def _children_of_demo(data_root: Path) -> list[int]:
+    """Pids of `spr` stage processes started for this demo's data root (found by their environment)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "spr.cli.main" in " ".join(proc.info["cmdline"] or []) and proc.environ().get(
+                "SPR_DATA_ROOT"
+            ) == str(data_root.resolve()):
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_ctrl_c_stops_every_child_and_a_rerun_finishes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "demo"
+    argv = [
+        sys.executable,
+        "-m",
+        "spr.cli.main",
+        "demo",
+        "--workdir",
+        str(workdir),
+        "--regions",
+        "3",
+        "--samples",
+        "1",
+        "--max-new-tokens",
+        "24",
+        "--min-margin",
+        "0",
+    ]
+    demo = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    generator_log = workdir / "logs" / "generator.log"
+    _wait_for(lambda: generator_log.exists() and "consuming" in generator_log.read_text(), "the generator")
+    demo.send_signal(signal.SIGINT)
+    out, _ = demo.communicate(timeout=120)
+    assert demo.returncode == 130, out
+    assert _children_of_demo(workdir / "data") == []
+
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["regions"] == 3 and summary["candidate_groups"] == 3
+    assert summary["pairs"] + sum(summary["skipped"].values()) == 3
+    assert summary["dead_letters"] == 0

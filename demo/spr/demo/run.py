@@ -37,14 +37,14 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     run = DemoRun(config, progress=progress)
     started = time.monotonic()
     try:
-        print(f"demo: preparing data, tiny models and Redis in {config.workdir}", flush=True)
+        logger.info("demo: preparing data, tiny models and Redis in %s", config.workdir)
         run.prepare()
         tasks = run.run_regions()
-        print(f"demo: {tasks} region tasks on the queue ({run.redis_url})", flush=True)
+        logger.info("demo: %d region tasks on the queue (%s)", tasks, run.redis_url)
         run.run_generate_and_score()
         for bar in bars.values():
             bar.close()
-        print("demo: training (DPO, LoRA) on the pairs ...", flush=True)
+        logger.info("demo: training (DPO, LoRA) on the pairs ...")
         run.run_trainer()
         with run.queue() as q:
             summary = collect_summary(q, config.train_dir, SCORER_LEDGER)
