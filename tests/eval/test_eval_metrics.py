@@ -11,8 +11,8 @@ from spr.eval.metrics import (
     THRESHOLDS,
     box_iou,
     mean_rec_metrics,
-    region_metrics,
     rec_metrics,
+    region_metrics,
     score_region,
 )
 from spr.eval.prompting import AnswerParser

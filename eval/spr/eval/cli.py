@@ -157,7 +157,9 @@ def _common(parser: argparse.ArgumentParser, data_flag: str) -> None:
     decoding = parser.add_argument_group("decoding")
     decoding.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     decoding.add_argument("--top-p", type=float, default=1.0)
-    decoding.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit")
+    decoding.add_argument(
+        "--max-new-tokens", type=int, metavar="N", help="answer length limit (rec 128, regions 512)"
+    )
     decoding.add_argument("--seed", type=int, default=0)
     decoding.add_argument("--batch-size", type=int, default=16, metavar="N", help="requests per engine call")
     output = parser.add_argument_group("output")

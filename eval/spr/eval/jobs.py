@@ -51,6 +51,8 @@ class SplitFiles:
 @dataclass(frozen=True)
 class EvalJob:
     """Everything one run needs. ``model`` is loaded only when some split has no answers file.
+    ``prompts`` / ``prompts_file``: REC templates (a RecPrompts YAML) for ``run_rec``; for
+    ``run_regions``, ``prompts_file`` is the generator's prompt YAML (its canonical template is used).
     ``limit``: evaluate only the first N items of each split. ``out``: the results JSON;
     ``predictions``: a folder for ``<split>.jsonl`` per-item predictions (readable as answers)."""
 

@@ -172,15 +172,18 @@ def score_answers(
     data_root: Path,
     thresholds: Sequence[float] = THRESHOLDS,
 ) -> tuple[RecMetrics, list[RecPrediction]]:
-    """Parse each answer, take its first box and score it against the example's box (pixels)."""
+    """Parse each answer, take its first box and score it against the example's box (pixels).
+
+    Predictions carry the example's id (its index in ``examples`` when it has none).
+    """
     if len(examples) != len(answers):
         raise ValueError("one answer per example is needed")
     predictions: list[RecPrediction] = []
-    for example, answer in zip(examples, answers, strict=True):
+    for index, (example, answer) in enumerate(zip(examples, answers, strict=True)):
         parsed = parser.read(answer, image_size(data_root, example))
         predictions.append(
             RecPrediction(
-                id=example.id or "",
+                id=example.id if example.id is not None else str(index),
                 answer=answer,
                 box=parsed.box,
                 iou=min(1.0, box_iou(example.box, parsed.box)),
@@ -203,10 +206,12 @@ def evaluate_rec(
     data_root: Path,
     model: EvalModel | None = None,
     prompts: RecPrompts | None = None,
-    decoding: Decoding = Decoding(),
+    decoding: Decoding | None = None,
     thresholds: Sequence[float] = THRESHOLDS,
 ) -> RecResult:
-    """Evaluate every split: with ``model`` (answers generated now) or with each split's ``answers``."""
+    """Evaluate every split: with ``model`` (answers generated now) or with each split's ``answers``
+    (keyed by example id). ``decoding`` defaults to greedy with up to 128 new tokens."""
+    decoding = Decoding() if decoding is None else decoding
     result = RecResult(splits={}, mean=None)
     for split in splits:
         if split.answers is not None:
