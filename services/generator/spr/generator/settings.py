@@ -61,19 +61,23 @@ class GeneratorSettings(BaseSettings):
     )
     generator_samples_per_prompt: int = Field(default=4, ge=1, le=64, description="k samples per prompt.")
     generator_temperature: float = Field(default=1.0, ge=0.0, le=5.0, description="0 means greedy.")
-    generator_top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    generator_top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     generator_top_k: int = Field(
         default=0,
         ge=0,
         description="0 disables top-k. Sent explicitly so a checkpoint's generation_config (Qwen2-VL ships "
         "top_k=1) cannot silently turn sampling into greedy decoding.",
     )
-    generator_max_new_tokens: int = Field(default=512, ge=1, le=32768)
+    generator_max_new_tokens: int = Field(
+        default=512, ge=1, le=32768, description="Most tokens generated per sample."
+    )
     generator_seed: int = Field(default=0, ge=0, description="Base seed; per-task seeds derive from it.")
     generator_device: str = Field(
         default="cpu", description="torch device for transformers: cpu, cuda, cuda:1"
     )
-    generator_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto")
+    generator_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="transformers: weight dtype (auto = as saved)."
+    )
     generator_torch_threads: int | None = Field(
         default=None,
         ge=1,
@@ -91,7 +95,9 @@ class GeneratorSettings(BaseSettings):
         description="Tasks processed at once by one worker process (raise it for vllm so the server's "
         "continuous batching stays full; keep 1 for transformers).",
     )
-    generator_request_timeout_s: float = Field(default=600.0, gt=0)
+    generator_request_timeout_s: float = Field(
+        default=600.0, gt=0, description="vllm: seconds before one HTTP request is abandoned."
+    )
     generator_consumer: str | None = Field(
         default=None, description="Consumer name in the 'generators' group (default: host-pid)."
     )
