@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spr.generator.cli",
     "spr.trainer.cli",
     "spr.eval.cli",
+    "spr.eval.world.cli",
     "spr.demo.cli",
 )
 

@@ -1,0 +1,219 @@
+"""One benchmark run: world -> SFT baseline (cached) -> SPR through the pipeline -> `spr eval` on the
+held-out ``test`` split for the baseline and baseline + SPR adapter -> results JSON and markdown.
+
+Folder layout under ``workdir``: ``world/`` (data), ``baseline/`` (the SFT checkpoint, reused when it
+was trained with the same config), ``clip/`` (the scorer's semantic model), ``spr/<variant>/`` (the
+pipeline run: queue, logs, trainer output), ``eval/<model>/`` (`spr eval` results and predictions;
+``baseline`` and the variant), ``results.json`` and ``RESULTS.md`` (written from the results, never by
+hand; ``results-<variant>.json`` / ``RESULTS-<variant>.md`` for a variant other than ``spr``, e.g. an
+ablation run on the same cached baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spr.eval.world.chosen import ChosenSftConfig, train_on_chosen
+from spr.eval.world.clip_train import ClipResult, train_clip
+from spr.eval.world.report import results_markdown
+from spr.eval.world.sft import flat_metrics, train_baseline
+from spr.eval.world.sizes import BenchSize
+from spr.eval.world.spr_stage import run_spr
+from spr.eval.world.world import World, build_world
+
+RESULTS_MD = "RESULTS.md"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchPaths:
+    """Where a run's parts live (see the module docstring)."""
+
+    workdir: Path
+
+    @property
+    def world(self) -> Path:
+        return self.workdir / "world"
+
+    @property
+    def baseline(self) -> Path:
+        return self.workdir / "baseline"
+
+    @property
+    def clip(self) -> Path:
+        return self.workdir / "clip"
+
+    def spr(self, variant: str) -> Path:
+        return self.workdir / "spr" / variant
+
+    def results(self, variant: str, suffix: str) -> Path:
+        stem = "results" if suffix == "json" else "RESULTS"
+        return self.workdir / (f"{stem}.{suffix}" if variant == "spr" else f"{stem}-{variant}.{suffix}")
+
+    def eval(self, model: str) -> Path:
+        return self.workdir / "eval" / model
+
+
+def prepare_baseline(workdir: Path, size: BenchSize) -> tuple[World, Any]:
+    """The world and the SFT baseline (trained now, or reused from ``workdir/baseline``)."""
+    paths = BenchPaths(workdir)
+    world = build_world(paths.world, size.world)
+    return world, train_baseline(world, paths.baseline, size.sft)
+
+
+def run_bench(
+    workdir: Path, size: BenchSize, *, variant: str = "spr", markdown: Path | None = None
+) -> dict[str, Any]:
+    """Run the whole benchmark at ``size`` in ``workdir``; returns the results (also written as JSON
+    to ``workdir/results.json`` and as markdown to ``workdir/RESULTS.md`` and ``markdown`` if given).
+
+    ``variant`` names the SPR run (its folders and, unless "spr", its results files), so ablations
+    (``size.spr`` changed) run beside the main run on the same cached baseline."""
+    paths = BenchPaths(workdir)
+    wall: dict[str, float] = {}
+    started = time.monotonic()
+    world, baseline = _timed(wall, "world + SFT baseline", lambda: prepare_baseline(workdir, size))
+    clip = _timed(wall, "semantic model", lambda: _ensure_clip(world, paths, size))
+    spr_dir = paths.spr(variant)
+    shutil.rmtree(spr_dir, ignore_errors=True)  # a run's pairs come from this run's baseline only
+    spr = _timed(wall, "SPR pipeline", lambda: run_spr(world, baseline.model, paths.clip, spr_dir, size.spr))
+    arms: list[tuple[str, Path | None]] = [("baseline", None), (variant, spr.adapter)]
+    if size.sft_on_chosen:
+        chosen = ChosenSftConfig(threads=size.sft.threads, seed=size.world.seed)
+        arms.append(
+            (
+                f"{variant}-sft-chosen",
+                _timed(
+                    wall,
+                    "SFT on chosen",
+                    lambda: train_on_chosen(
+                        baseline.model,
+                        spr_dir / "train" / "spool",
+                        spr.adapter,
+                        spr_dir / "sft-chosen",
+                        chosen,
+                    ),
+                ),
+            )
+        )
+    evaluations: dict[str, Any] = {}
+    for model, adapter in arms:
+        evaluations[model] = _timed(
+            wall,
+            f"eval {model}",
+            lambda a=adapter, m=model: _evaluate(world, baseline.model, a, m, paths, size),
+        )
+    wall["total"] = time.monotonic() - started
+    results = {
+        "benchmark": "shapes",
+        "size": size.name,
+        "variant": variant,
+        "seed": size.world.seed,
+        "created_at": datetime.now(UTC).isoformat(),
+        "config": json.loads(json.dumps(asdict(size))),
+        "sft": {
+            "model": str(baseline.model),
+            "parameters": baseline.parameters,
+            "seconds": baseline.seconds,
+            "reused": baseline.reused,
+            "curve": [asdict(point) for point in baseline.curve],
+        },
+        "clip": {"trained": clip is not None, **(asdict(clip) if clip is not None else {})},
+        "spr": {"summary": spr.summary, "wall_s": spr.wall_s},
+        "eval": evaluations,
+        "wall_s": wall,
+    }
+    paths.results(variant, "json").write_text(
+        json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8"
+    )
+    text = results_markdown(results)
+    for target in (paths.results(variant, "md"), markdown):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    return results
+
+
+def run_seeds(
+    workdir: Path, size: BenchSize, seeds: list[int], *, variant: str = "spr", markdown: Path | None = None
+) -> list[dict[str, Any]]:
+    """:func:`run_bench` once per seed in ``workdir/seed-N`` (each with its own world and baseline),
+    then the mean ± std report in ``workdir/RESULTS.md`` (and ``markdown``)."""
+    from spr.eval.world.report import seeds_markdown
+
+    runs = [run_bench(workdir / f"seed-{seed}", size.with_seed(seed), variant=variant) for seed in seeds]
+    text = seeds_markdown(runs)
+    name = RESULTS_MD if variant == "spr" else f"RESULTS-{variant}.md"
+    for target in (workdir / name, markdown):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    return runs
+
+
+def _timed(wall: dict[str, float], name: str, step: Any) -> Any:
+    started = time.monotonic()
+    logger.info("bench: %s ...", name)
+    value = step()
+    wall[name] = time.monotonic() - started
+    return value
+
+
+def _ensure_clip(world: World, paths: BenchPaths, size: BenchSize) -> ClipResult | None:
+    """The scorer's semantic model in ``paths.clip``: the tiny CLIP trained contrastively on the world
+    (``size.clip.steps`` > 0; reused when trained alike), else left at random init (returns None)."""
+    from spr.shared.tiny import build_clip
+
+    init = paths.workdir / "clip-init"
+    if not (init / "config.json").is_file():
+        staging = init.with_name(f".{init.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        build_clip(staging, seed=size.clip.seed)
+        staging.rename(init)
+    if size.clip.steps == 0:
+        shutil.rmtree(paths.clip, ignore_errors=True)
+        shutil.copytree(init, paths.clip)
+        return None
+    return train_clip(world, paths.clip, init, size.clip)
+
+
+def _evaluate(
+    world: World, model: Path, adapter: Path | None, name: str, paths: BenchPaths, size: BenchSize
+) -> dict[str, Any]:
+    """`spr eval rec` and `spr eval regions` on the test split (greedy), results under eval/<name>/."""
+    from spr.eval.jobs import EvalJob, SplitFiles, run_rec, run_regions
+    from spr.eval.models import ModelSpec
+    from spr.eval.rec import Decoding
+
+    out = paths.eval(name)
+    spec = ModelSpec(
+        model=model, adapter=adapter, torch_threads=size.spr.torch_threads, device=size.sft.device
+    )
+    common: dict[str, Any] = {"data_root": world.root, "model": spec, "limit": size.eval_limit}
+    rec = run_rec(
+        EvalJob(
+            splits=[SplitFiles(world.rec("test"), "test")],
+            decoding=Decoding(max_new_tokens=size.eval_rec_tokens),
+            out=out / "rec.json",
+            predictions=out / "rec",
+            **common,
+        )
+    )
+    regions = run_regions(
+        EvalJob(
+            splits=[SplitFiles(world.regions("test"), "test")],
+            decoding=Decoding(max_new_tokens=size.eval_region_tokens),
+            out=out / "regions.json",
+            predictions=out / "regions",
+            **common,
+        )
+    )
+    return {"rec": flat_metrics(rec.results), "regions": flat_metrics(regions.results)}

@@ -1,0 +1,115 @@
+"""``spr bench shapes``: the synthetic-world benchmark (data, SFT baseline, SPR, evaluation, tables).
+
+Heavy imports wait for the handlers so ``spr --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+SIZE_NAMES = ("smoke", "default")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmarks that train and evaluate models (the synthetic shapes world)",
+        description="Benchmarks that train and evaluate models end to end.",
+    )
+    commands = parser.add_subparsers(dest="bench_command", metavar="COMMAND", required=True)
+    shapes = commands.add_parser(
+        "shapes",
+        help="synthetic-world benchmark: SFT baseline vs + SPR on held-out REC and region descriptions",
+        description="Build the synthetic world, train (or reuse) the SFT baseline, run SPR through the "
+        "pipeline's processes, evaluate baseline and + SPR on the held-out test split with `spr eval`, "
+        "and write results.json + RESULTS.md in --workdir. `--only baseline` stops after the baseline "
+        "(train it once; later runs reuse it).",
+    )
+    shapes.add_argument("--workdir", type=Path, default=Path("runs/bench-shapes"), metavar="DIR")
+    size = shapes.add_mutually_exclusive_group()
+    size.add_argument("--size", choices=SIZE_NAMES, default="default", help="run size (default: default)")
+    size.add_argument("--smoke", action="store_const", const="smoke", dest="size", help="= --size smoke")
+    seeds = shapes.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="world, model and SPR seed")
+    seeds.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="run once per seed in WORKDIR/seed-N and write the mean ± std report to WORKDIR/RESULTS.md",
+    )
+    shapes.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="torch CPU threads per process"
+    )
+    shapes.add_argument(
+        "--device", default="cpu", help="torch device for SFT, generation, scoring and evaluation (cpu, cuda)"
+    )
+    shapes.add_argument(
+        "--only", choices=("baseline",), default=None, help="stop after the world and the SFT baseline"
+    )
+    shapes.add_argument(
+        "--markdown", type=Path, default=None, metavar="FILE.md", help="also write the report here"
+    )
+    ablation = shapes.add_argument_group("SPR variant (ablations; the cached baseline is reused)")
+    ablation.add_argument(
+        "--variant",
+        default="spr",
+        metavar="NAME",
+        help="name of this SPR run: folders spr/NAME, eval/NAME; results-NAME.json unless NAME is spr",
+    )
+    ablation.add_argument("--semantic-lambda", type=float, default=None, metavar="L", help="scorer lambda")
+    ablation.add_argument("--localization", choices=("paper", "hungarian"), default=None)
+    ablation.add_argument("--no-refine", action="store_true", help="turn the scorer's box refinement off")
+    ablation.add_argument("--samples", type=int, default=None, metavar="K", help="samples per prompt")
+    shapes.set_defaults(handler=_shapes)
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from spr.eval.world.bench import RESULTS_MD, BenchPaths, prepare_baseline, run_bench, run_seeds
+    from spr.eval.world.sizes import SIZES
+    from spr.shared.errors import SprError
+
+    if min([args.seed, *(args.seeds or [])]) < 0:
+        raise SprError("--seed / --seeds must be >= 0")
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise SprError(f"--seeds must differ, got {args.seeds}")
+    if args.threads is not None and args.threads < 1:
+        raise SprError(f"--threads must be >= 1, got {args.threads}")
+    if not args.variant.replace("-", "").replace("_", "").isalnum() or args.variant == "baseline":
+        raise SprError(f"--variant must be letters, digits, - or _ and not 'baseline'; got {args.variant!r}")
+    size = SIZES[args.size].with_seed(args.seed).with_threads(args.threads).with_device(args.device)
+    changes: dict[str, object] = {}
+    if args.semantic_lambda is not None:
+        if not 0.0 <= args.semantic_lambda <= 1.0:
+            raise SprError(f"--semantic-lambda must be in [0, 1], got {args.semantic_lambda}")
+        changes["semantic_lambda"] = args.semantic_lambda
+    if args.localization is not None:
+        changes["localization"] = args.localization
+    if args.no_refine:
+        changes["refine"] = False
+    if args.samples is not None:
+        if args.samples < 1:
+            raise SprError(f"--samples must be >= 1, got {args.samples}")
+        changes["samples_per_prompt"] = args.samples
+    size = replace(size, spr=replace(size.spr, **changes))  # type: ignore[arg-type]
+    if args.only == "baseline":
+        _, baseline = prepare_baseline(args.workdir, size)
+        print(f"baseline ({baseline.parameters:,} parameters) -> {baseline.model}")
+        return 0
+    if args.seeds is not None:
+        if args.only == "baseline":
+            raise SprError("--only baseline takes one --seed")
+        run_seeds(args.workdir, size, args.seeds, variant=args.variant, markdown=args.markdown)
+        name = RESULTS_MD if args.variant == "spr" else f"RESULTS-{args.variant}.md"
+        print((args.workdir / name).read_text(encoding="utf-8"))
+        return 0
+    run_bench(args.workdir, size, variant=args.variant, markdown=args.markdown)
+    paths = BenchPaths(args.workdir)
+    print(paths.results(args.variant, "md").read_text(encoding="utf-8"))
+    print(f"results -> {paths.results(args.variant, 'json')}")
+    return 0

@@ -1,0 +1,298 @@
+"""The SFT baseline: a small Qwen2-VL trained from scratch with a plain PyTorch loop, cached on disk.
+
+What SYNTHETIC_WORLD.md measured on this CPU shapes the defaults: a small text rotary base
+(``rope_theta`` 5; the default 1e6 leaves nearby positions indistinguishable at this width), the
+randomly initialised vision tower frozen, and a curriculum from one object per image to several.
+
+The result is an ordinary checkpoint folder (model + processor + generation config) that the generator,
+the scorer, `spr eval` and the trainer load with ``AutoModelForImageTextToText``. ``sft.json`` beside
+the weights records the config, the learning curve and the wall time; a folder holding the same config
+is reused as is, so the benchmark trains the baseline once and every later run starts from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from spr.eval.world.sft_data import Encoder, SftExample, rec_examples, region_examples
+from spr.eval.world.world import World
+from spr.shared.errors import SprError
+from spr.shared.tiny import Qwen2VLSpec
+
+logger = logging.getLogger(__name__)
+
+SFT_FILE = "sft.json"
+VisionTraining = Literal["frozen", "merger", "all"]
+
+
+class SftError(SprError):
+    """The SFT output folder holds another build, or a setting is invalid."""
+
+
+@dataclass(frozen=True)
+class SftStage:
+    """``steps`` optimizer steps on the union of the named world ``splits``, using the example kinds
+    in ``kinds`` ("rec", "regions")."""
+
+    name: str
+    steps: int
+    splits: tuple[str, ...]
+    kinds: tuple[str, ...] = ("rec", "regions")
+
+
+@dataclass(frozen=True)
+class SftConfig:
+    """How the baseline is built and trained. ``vision``: which part of the vision tower trains
+    ("frozen": none of it, "merger": only the projection into the text model, "all"). ``device``: a
+    torch device for training and the curve's evaluation ("cpu", "cuda")."""
+
+    spec: Qwen2VLSpec = field(
+        default_factory=lambda: Qwen2VLSpec(num_hidden_layers=4, intermediate_size=512, rope_theta=5.0)
+    )
+    stages: tuple[SftStage, ...] = (
+        SftStage("one object", 1500, ("single",), ("rec",)),
+        SftStage("several objects", 3000, ("single", "train")),
+    )
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    vision: VisionTraining = "frozen"
+    eval_every: int = 500
+    eval_limit: int = 50
+    eval_rec_tokens: int = 32
+    eval_region_tokens: int = 320
+    log_every: int = 50
+    threads: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.steps for stage in self.stages)
+
+
+@dataclass
+class CurvePoint:
+    """Held-out metrics after ``step`` steps: REC and regions on ``val``, REC on ``val_single`` (one
+    object per image); ``loss`` is the mean train loss since the previous point."""
+
+    step: int
+    stage: str
+    seconds: float
+    loss: float
+    rec: dict[str, float]
+    regions: dict[str, float]
+    rec_single: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SftResult:
+    model: Path
+    curve: list[CurvePoint]
+    seconds: float
+    parameters: int
+    reused: bool = False
+
+
+def _identity(config: SftConfig, world: World) -> dict[str, Any]:
+    """What makes a cached baseline the same one: the SFT config (minus threads and device) and the
+    world."""
+    data = asdict(config)
+    data.pop("threads")
+    data.pop("device")
+    return json.loads(json.dumps({"sft": data, "world": asdict(world.config)}))  # type: ignore[no-any-return]
+
+
+def load_cached(out: Path, config: SftConfig, world: World) -> SftResult | None:
+    """The baseline in ``out`` when it was trained with this config on this world; None when absent."""
+    marker = out / SFT_FILE
+    if not marker.is_file():
+        if out.exists():
+            raise SftError(f"{out} exists but holds no finished baseline ({SFT_FILE}); remove it")
+        return None
+    record = json.loads(marker.read_text(encoding="utf-8"))
+    if record.get("identity") != _identity(config, world):
+        raise SftError(f"{out} holds a baseline trained with another config or world; use another folder")
+    curve = [CurvePoint(**point) for point in record["curve"]]
+    return SftResult(out, curve, float(record["seconds"]), int(record["parameters"]), reused=True)
+
+
+def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
+    """Train the baseline into ``out`` (reused when already trained with the same config and world)."""
+    cached = load_cached(out, config, world)
+    if cached is not None:
+        logger.info("baseline in %s is complete; reusing it", out)
+        return cached
+    import torch
+    from spr.shared.tiny import build_qwen2vl
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    build_qwen2vl(staging / "init", seed=config.seed, spec=config.spec)
+    auto_model: Any = AutoModelForImageTextToText
+    auto_processor: Any = AutoProcessor
+    processor = auto_processor.from_pretrained(staging / "init")
+    torch.manual_seed(config.seed)
+    model = auto_model.from_pretrained(staging / "init", dtype=torch.float32).to(config.device)
+    _set_trainable(model, config.vision)
+    parameters = sum(p.numel() for p in model.parameters())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
+    encoder = Encoder(processor, world.root)
+    rng = np.random.default_rng([config.seed, 7])
+    curve: list[CurvePoint] = []
+    started = time.monotonic()
+    step = 0
+    losses: list[float] = []
+    logger.info(
+        "SFT: %d parameters (%d trainable), %d steps",
+        parameters,
+        sum(p.numel() for p in trainable),
+        config.total_steps,
+    )
+    for stage in config.stages:
+        pool = _pool(world, stage)
+        model.train()
+        for _ in range(stage.steps):
+            picks = rng.integers(len(pool), size=config.batch_size)
+            batch = {
+                key: value.to(config.device)
+                for key, value in encoder.batch([pool[int(i)] for i in picks]).items()
+            }
+            loss = model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if step % config.log_every == 0:
+                logger.info(
+                    "SFT step %d/%d (%s): loss %.4f", step, config.total_steps, stage.name, losses[-1]
+                )
+            if step % config.eval_every == 0 or step == config.total_steps:
+                point = _evaluate(model, processor, world, staging / "curve", config, step, stage.name)
+                point.seconds = time.monotonic() - started
+                point.loss = float(np.mean(losses)) if losses else math.nan
+                losses = []
+                curve.append(point)
+                model.train()
+    model.eval()
+    final = staging / "model"
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    seconds = time.monotonic() - started
+    record = {
+        "identity": _identity(config, world),
+        "curve": [asdict(point) for point in curve],
+        "seconds": seconds,
+        "parameters": parameters,
+    }
+    (final / SFT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    final.rename(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    logger.info("SFT baseline (%d parameters) trained in %.0f s -> %s", parameters, seconds, out)
+    return SftResult(out, curve, seconds, parameters)
+
+
+def _pool(world: World, stage: SftStage) -> list[SftExample]:
+    pool: list[SftExample] = []
+    for split in stage.splits:
+        if "rec" in stage.kinds:
+            pool += rec_examples(world.rec(split))
+        if "regions" in stage.kinds and world.regions(split).stat().st_size:
+            pool += region_examples(world.regions(split))
+    if not pool:
+        raise SftError(f"SFT stage {stage.name!r} has no examples in splits {stage.splits}")
+    return pool
+
+
+def _lr_factor(step: int, config: SftConfig) -> float:
+    """Linear warm-up, then cosine down to ``min_lr_ratio`` over all stages."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.total_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _set_trainable(model: Any, vision: VisionTraining) -> None:
+    visual = model.model.visual
+    for name, param in visual.named_parameters():
+        param.requires_grad = vision == "all" or (vision == "merger" and name.startswith("merger."))
+
+
+def _evaluate(
+    model: Any, processor: Any, world: World, folder: Path, config: SftConfig, step: int, stage: str
+) -> CurvePoint:
+    """Save the model and score it on the val split with `spr eval`'s library (greedy)."""
+    from spr.eval.jobs import EvalJob, SplitFiles, run_rec, run_regions
+    from spr.eval.models import ModelSpec
+    from spr.eval.rec import Decoding
+
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    spec = ModelSpec(model=folder, torch_threads=config.threads, device=config.device)
+    rec = run_rec(
+        EvalJob(
+            splits=[SplitFiles(world.rec("val"), "val")],
+            data_root=world.root,
+            model=spec,
+            decoding=Decoding(max_new_tokens=config.eval_rec_tokens),
+            limit=config.eval_limit,
+        )
+    ).results
+    regions = run_regions(
+        EvalJob(
+            splits=[SplitFiles(world.regions("val"), "val")],
+            data_root=world.root,
+            model=spec,
+            decoding=Decoding(max_new_tokens=config.eval_region_tokens),
+            limit=config.eval_limit,
+        )
+    ).results
+    single = run_rec(
+        EvalJob(
+            splits=[SplitFiles(world.rec("val_single"), "val_single")],
+            data_root=world.root,
+            model=spec,
+            decoding=Decoding(max_new_tokens=config.eval_rec_tokens),
+            limit=config.eval_limit,
+        )
+    ).results
+    point = CurvePoint(
+        step, stage, 0.0, 0.0, flat_metrics(rec), flat_metrics(regions), rec_single=flat_metrics(single)
+    )
+    logger.info(
+        "SFT step %d: val REC %s, regions %s, one-object REC %s",
+        step,
+        point.rec,
+        point.regions,
+        point.rec_single,
+    )
+    return point
+
+
+def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """The first split of a `spr eval` results JSON as flat numbers: ``acc@0.5`` ... and the scalars
+    (mean_iou, mean_s_loc, recall, ...); rates are fractions in [0, 1]."""
+    split = next(iter(results["splits"].values()))
+    flat = {f"acc@{t}": float(v) for t, v in split["accuracy"].items()}
+    flat.update({k: float(v) for k, v in split.items() if isinstance(v, (int, float))})
+    return flat
