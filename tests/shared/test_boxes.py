@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from spr.shared import boxes as boxes_module
-from spr.shared.boxes import BoxT, Match, clip_box, iou_matrix, localization_score, refine_boxes
+from spr.shared.boxes import (
+    BoxT,
+    Match,
+    clip_box,
+    iou_matrix,
+    localization_score,
+    localize_and_refine,
+    localize_and_refine_many,
+    refine_boxes,
+)
 
 # --- IoU ----------------------------------------------------------------------------------------------
 
@@ -228,8 +237,53 @@ def test_refine_keeps_order_and_length_and_handles_empty() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(box_strategy, min_size=0, max_size=7), st.lists(box_strategy, min_size=0, max_size=8))
 def test_localize_and_refine_equals_the_two_functions(gt: list[BoxT], pred: list[BoxT]) -> None:
-    from spr.shared.boxes import localize_and_refine
-
     loc, refined = localize_and_refine(gt, pred, threshold=0.5)
     assert loc == localization_score(gt, pred, threshold=0.5)
     assert refined == refine_boxes(pred, gt, threshold=0.5)
+
+
+def _copies(boxes: list[BoxT]) -> list[BoxT]:
+    """Equal boxes as distinct objects: ties that only the lowest-index rule settles."""
+    return [(b[0], b[1], b[2], b[3]) for b in boxes]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.data(),
+    pool=st.lists(box_strategy, min_size=1, max_size=4),
+    threshold=st.sampled_from([0.0, 0.25, 1 / 3, 0.5, 0.6, 1.0]),
+    refine_threshold=st.sampled_from([0.0, 1 / 3, 0.5, 1.0]),
+)
+def test_localize_and_refine_many_equals_one_call_per_candidate(
+    data: st.DataObject, pool: list[BoxT], threshold: float, refine_threshold: float
+) -> None:
+    # Boxes drawn from a small pool repeat, so IoUs tie; on integer pixels they hit the thresholds
+    # exactly (0.5 for half a box, 1/3, 1).
+    boxes = st.one_of(st.sampled_from(pool), box_strategy)
+    gt = data.draw(st.lists(boxes, max_size=6), label="gt")
+    gt += _copies(gt[: data.draw(st.integers(0, 2))])
+    # Empty candidates, and some too big for the loop (numpy path), among ordinary ones.
+    one_pred = st.lists(boxes, max_size=8) | st.lists(boxes, min_size=27, max_size=30)
+    preds = [p + _copies(p[:2]) for p in data.draw(st.lists(one_pred, max_size=9), label="preds")]
+    many = localize_and_refine_many(gt, preds, threshold=threshold, refine_threshold=refine_threshold)
+    one = [localize_and_refine(gt, p, threshold=threshold, refine_threshold=refine_threshold) for p in preds]
+    assert many == one  # exactly: floats compared with ==
+    for (loc, refined), pred in zip(many, preds, strict=True):
+        # and as the two functions define them, down to which of equal boxes is used
+        assert loc == localization_score(gt, pred, threshold=threshold)
+        want = refine_boxes(pred, gt, threshold=refine_threshold)
+        assert len(refined) == len(want) and all(a is b for a, b in zip(refined, want, strict=True))
+
+
+def test_localize_and_refine_many_other_modes_and_errors() -> None:
+    gt = [G0, G1]
+    preds = [[(0.0, 0.0, 10.0, 10.0), (0.0, 0.0, 10.0, 10.0)], [], [(20.0, 0.0, 30.0, 8.0)]]
+    many = localize_and_refine_many(gt, preds, mode="hungarian")
+    assert many == [localize_and_refine(gt, p, mode="hungarian") for p in preds]
+    assert [loc.score for loc, _ in many] == [0.5, 0.0, pytest.approx(0.4)]
+    assert localize_and_refine_many([], preds) == [localize_and_refine([], p) for p in preds]
+    assert localize_and_refine_many(gt, []) == []
+    with pytest.raises(ValueError, match="threshold"):
+        localize_and_refine_many(gt, preds, refine_threshold=1.5)
+    with pytest.raises(ValueError, match="unknown localization mode"):
+        localize_and_refine_many(gt, preds, mode="best")  # type: ignore[arg-type]

@@ -432,6 +432,28 @@ def test_replace_boxes_checks_its_arguments() -> None:
         replace_boxes("short", result, [CUP], "ferret", image_size=IMAGE)
 
 
+def test_replace_boxes_writes_boxes_seen_before_for_this_image_and_syntax() -> None:
+    # Written texts are remembered per box (refinement writes a region's GT boxes for each candidate):
+    # the same box must still be written for the image size, syntax and span at hand, and a bad box
+    # must fail every time.
+    small = Size(width=500, height=250)
+    plain = "a cup [1, 2, 3, 4] and [5, 6, 7, 8; 9, 10, 11, 12]"
+    for _ in range(2):
+        result = _parse(plain, "ferret")
+        assert replace_boxes(plain, result, [CUP, CUP, CUP], "ferret", image_size=IMAGE) == (
+            "a cup [120, 340, 260, 512] and [120, 340, 260, 512; 120, 340, 260, 512]"
+        )
+        assert replace_boxes(plain, result, [CUP, list(CUP), CUP], "ferret", image_size=small) == (
+            "a cup [240, 680, 520, 999] and [240, 680, 520, 999; 240, 680, 520, 999]"
+        )
+        tagged = render([("a cup", [(0.0, 0.0, 1.0, 1.0)])], "internvl", image_size=IMAGE)
+        assert replace_boxes(tagged, _parse(tagged, "internvl"), [CUP], "internvl", image_size=IMAGE) == (
+            "<ref>a cup</ref><box>[[120, 340, 260, 512]]</box>"
+        )
+        with pytest.raises(FormatError, match="new_boxes\\[0\\]"):
+            replace_boxes(plain, result, [(5, 5, 1, 1), CUP, CUP], "ferret", image_size=IMAGE)
+
+
 def test_tiny_boxes_never_render_empty() -> None:
     tiny = (500.0, 250.0, 500.1, 250.1)
     for fmt in GROUNDING_FORMATS:

@@ -36,7 +36,7 @@ from spr.shared.boxes import (
     Localization,
     clip_box,
     localization_score,
-    localize_and_refine,
+    localize_and_refine_many,
     refine_boxes,
 )
 from spr.shared.queue import PermanentError
@@ -179,21 +179,15 @@ class Scorer:
         strip = options.lambda_ > 0.0
         plans: list[_CandidatePlan] = []
         try:
-            for cand_id, text in inputs.candidates:
-                written = self._text(text, fmt, image_size, inputs.resized_size, strip)
+            texts = [
+                self._text(text, fmt, image_size, inputs.resized_size, strip) for _, text in inputs.candidates
+            ]
+            refinements = self._refine(gt, texts, options) if options.refine else [None] * len(texts)
+            for (cand_id, text), written, new_boxes in zip(
+                inputs.candidates, texts, refinements, strict=True
+            ):
                 refined = None
-                if options.refine:
-                    if self.detector is None:
-                        # One IoU pass gives both S_loc (no detector boxes to add) and the refinement.
-                        written.localization, new_boxes = localize_and_refine(
-                            gt,
-                            written.boxes,
-                            threshold=options.iou_threshold,
-                            mode=options.localization,
-                            refine_threshold=options.iou_threshold,
-                        )
-                    else:
-                        new_boxes = refine_boxes(written.boxes, gt, threshold=options.iou_threshold)
+                if new_boxes is not None:
                     if new_boxes == written.boxes:
                         refined = written
                     else:
@@ -221,6 +215,23 @@ class Scorer:
             phrases = (p.text for c in plans for p in c.written.parsed.phrases)
             plan.phrases = list(dict.fromkeys(_detector_key(p) for p in phrases if p.strip()))
         return plan
+
+    def _refine(self, gt: list[BoxT], texts: list[_Text], options: ScoreOptions) -> list[list[BoxT] | None]:
+        """Each text's refined boxes; without a detector, also the S_loc of its boxes (one IoU pass)."""
+        if self.detector is not None:
+            return [refine_boxes(t.boxes, gt, threshold=options.iou_threshold) for t in texts]
+        # No detector boxes to add: S_loc of the written boxes is final. The candidates share the
+        # region's GT, so they go in one call.
+        results = localize_and_refine_many(
+            gt,
+            [t.boxes for t in texts],
+            threshold=options.iou_threshold,
+            mode=options.localization,
+            refine_threshold=options.iou_threshold,
+        )
+        for t, (localization, _) in zip(texts, results, strict=True):
+            t.localization = localization
+        return [new_boxes for _, new_boxes in results]
 
     @staticmethod
     def _text(

@@ -115,39 +115,67 @@ def replace_boxes(
     old_boxes: list[BoxT] = []
     spans: list[tuple[int, int]] = []
     for phrase in parsed.phrases:
-        old_boxes.extend(phrase.boxes)
-        spans.extend(phrase.box_spans)
+        old_boxes += phrase.boxes
+        spans += phrase.box_spans
     if len(new_boxes) != len(spans):
         raise FormatError(
             f"new_boxes has {len(new_boxes)} boxes but the parsed text has {len(spans)}: give one box per "
             "parsed box, in parsed.all_boxes() order"
         )
-    flagged = {problem.span for problem in parsed.problems}
-    order = sorted(range(len(spans)), key=spans.__getitem__)
-    edits: list[int] = []
-    pos = 0
-    for i in order:
-        start, end = spans[i]
-        if start < pos or end > len(text) or end < start:
-            raise FormatError(
-                f"parsed box span {spans[i]} does not fit the text: pass the ParseResult of this text"
-            )
-        pos = end
-        if tuple(new_boxes[i]) != old_boxes[i] or spans[i] in flagged:
-            edits.append(i)
+    edits = _edits(text, spans, old_boxes, new_boxes, {problem.span for problem in parsed.problems})
     if not edits:
         return text
-    boxes = [checked_box(new_boxes[i], image_size, f"new_boxes[{i}]") for i in edits]
-    written = codec.coords(boxes, [text[slice(*spans[i])] for i in edits], image_size, resized_size)
+    writer = codec.writer(image_size, resized_size)
+    memo, bracketed = writer.memo, writer.bracketed
     pieces: list[str] = []
     pos = 0
-    for i, coords in zip(edits, written, strict=True):
+    for i in edits:
+        box = new_boxes[i]
+        try:
+            coords = memo.get(box)
+        except TypeError:  # unhashable (a list, say): written without the memo
+            coords = None
+        if coords is None:
+            # Checked (FormatError naming the first bad box) only when not written before: a box in the
+            # memo was checked for this image size then.
+            coords = writer.write(checked_box(box, image_size, "new_boxes", i))
+            if type(box) is tuple:
+                writer.remember(box, coords)
         start, end = spans[i]
         pieces.append(text[pos:start])
-        pieces.append(coords)
+        pieces.append(f"[{coords}]" if bracketed and text.startswith("[", start, end) else coords)
         pos = end
     pieces.append(text[pos:])
     return "".join(pieces)
+
+
+def _edits(
+    text: str,
+    spans: list[tuple[int, int]],
+    old_boxes: list[BoxT],
+    new_boxes: Sequence[Sequence[float]],
+    flagged: set[tuple[int, int]],
+) -> list[int]:
+    """Indexes of the boxes to rewrite, in text order; FormatError when the spans do not fit the text."""
+    # A parse lists its spans in text order: sorting is needed only for a ParseResult built otherwise.
+    order: Sequence[int] = range(len(spans))
+    if sorted(spans) != spans:
+        order = sorted(order, key=spans.__getitem__)
+    edits: list[int] = []
+    pos = 0
+    size = len(text)
+    for i in order:
+        start, end = span = spans[i]
+        if start < pos or end > size or end < start:
+            raise FormatError(
+                f"parsed box span {span} does not fit the text: pass the ParseResult of this text"
+            )
+        pos = end
+        new = new_boxes[i]
+        # A tuple is compared as it is; tuple() makes any other sequence comparable to the parsed tuple.
+        if (new if type(new) is tuple else tuple(new)) != old_boxes[i] or span in flagged:
+            edits.append(i)
+    return edits
 
 
 def strip_boxes(text: str, fmt: GroundingFormat) -> str:

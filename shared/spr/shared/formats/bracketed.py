@@ -17,19 +17,24 @@ the text); ``[see note]`` is plain text. Box spans: the whole bracket for a one-
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
+from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, GridBox, LinearGrid, linear_grid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
 from spr.shared.schemas import ParseResult, Size
 
 # After "[": a bracket that may be a box; the fast alternative (the common spelling) is built per format.
 _BRACKET = r"(?P<G>(?=\s*[-+.\d]|\s*\Z)(?P<content>[^\[\]\n]*)(?P<close>\])?)"
-_SAME_PHRASE = re.compile(r"[\s,]*")
-_LAST_BOUNDARY = re.compile(r".*(?:[.!?;:](?=\s)|\n)", re.S)
-_PHRASE_LEAD = re.compile(r"[\s,;:(]*")
-_PHRASE_TRAIL = frozenset(" \t\r\n\f\v,;:(")
+# Where a box's phrase starts: after the last sentence boundary (the greedy ".*" finds the last one),
+# if any, and the characters that lead a phrase. The lookahead settles the common case, no boundary
+# character at all, without the ".*" backtracking over every character.
+_NEW_PHRASE = r"(?:(?=[^.!?;:\n]*+\Z)|.*(?:[.!?;:](?=\s)|\n)|)[\s,;:(]*"
+_PHRASE_START = re.compile(_NEW_PHRASE, re.S)
+# Matched from the end of the previous box to the next box: nothing but spaces and commas between them
+# ("same": the same phrase), or else where the box's phrase starts. One regex call per box (hot path).
+_AT_BOX = re.compile(rf"(?P<same>[\s,]*+\Z)|{_NEW_PHRASE}", re.S)
+_PHRASE_TRAIL = " \t\r\n\f\v,;:("
 _SEGMENT = re.compile(r"[^;]+")
 _STRIP_BOX = re.compile(r"\s*\[(?=\s*[-+.\d]|\s*\Z)[^\[\]\n]*(?:\]|\Z)")
 
@@ -39,9 +44,9 @@ class BracketCodec:
 
     ``vmax``: the largest grid value (999 for ferret, 1000 for shikra); ``scale``: grid steps per unit
     of the numbers written (1 for ferret's integers, 1000 for shikra's [0, 1] decimals);
-    ``number``: a regex (no groups) of one number in the common spelling; ``write``: grid values ->
-    the number list without brackets; ``multi_sep``: how several boxes of one phrase are joined when
-    rendering.
+    ``number``: a regex (no groups) of one number in the common spelling, never followed by a digit or
+    ``.`` in a match (so it may be possessive); ``write``: grid values -> the number list without
+    brackets; ``multi_sep``: how several boxes of one phrase are joined when rendering.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class BracketCodec:
         self._write = write
         self._multi_sep = multi_sep
         self._range_text = range_text
+        self._writers: dict[LinearGrid, BoxWriter] = {}
 
     def _grid(self, image_size: Size) -> LinearGrid:
         return linear_grid(
@@ -94,25 +100,31 @@ class BracketCodec:
                         "malformed_box", f"bracket {snippet(m.group())!r} is not closed; dropped", start, end
                     )
                 continue
-            if prev_end < 0 or not _SAME_PHRASE.fullmatch(text, prev_end, start):
-                lo = max(prev_end, 0)
-                boundary = _LAST_BOUNDARY.match(text, lo, start)
-                lead = _PHRASE_LEAD.match(text, boundary.end() if boundary else lo, start)
-                s = lead.end() if lead else start  # the pattern matches the empty string: always a match
-                e = start
-                while e > s and text[e - 1] in _PHRASE_TRAIL:
-                    e -= 1
-                if s == e:
-                    s = e = start
-                b.open_phrase(text[s:e], s, e)
-            prev_end = end
+            values: tuple[float, float, float, float] | None = None
             if fast:
                 x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
                 if scale == 1:
-                    b.add_linear((int(x1), int(y1), int(x2), int(y2)), start, end, grid)
+                    values = (int(x1), int(y1), int(x2), int(y2))
                 else:
                     values = (float(x1) * scale, float(y1) * scale, float(x2) * scale, float(y2) * scale)
-                    b.add_linear(values, start, end, grid)
+            # Both patterns match the empty string: a match is never None.
+            at = _AT_BOX.match(text, prev_end if prev_end > 0 else 0, start)
+            same = at is not None and at.group("same") is not None
+            if prev_end < 0 or not same:
+                if same:  # the first box, with nothing but blanks and commas before it
+                    at = _PHRASE_START.match(text, 0, start)
+                s = at.end() if at else start
+                phrase = text[s:start].rstrip(_PHRASE_TRAIL)
+                if not phrase:
+                    s = start
+                prev_end = end
+                if values is not None:
+                    b.phrase_linear(phrase, s, s + len(phrase), values, start, end, grid)
+                    continue
+                b.open_phrase(phrase, s, s + len(phrase))
+            prev_end = end
+            if values is not None:
+                b.add_linear(values, start, end, grid)
             elif ";" in m.group("content"):
                 for seg in _SEGMENT.finditer(text, start + 1, end - 1):
                     s, e = seg.span()
@@ -143,15 +155,11 @@ class BracketCodec:
             return
         b.add_linear([v * scale for v in read], start, end, grid)
 
-    def coords(
-        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
-    ) -> list[str]:
-        grid, write = self._grid(image_size), self._write
-        # A box inside a multi-box bracket has a span without the brackets.
-        return [
-            f"[{write(grid.encode(box))}]" if original.startswith("[") else write(grid.encode(box))
-            for box, original in zip(boxes, originals, strict=True)
-        ]
+    def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
+        return box_writer(self._writers, self._grid(image_size), self._write_box, bracketed=True)
+
+    def _write_box(self, box: BoxT, grid: LinearGrid) -> str:
+        return self._write(grid.encode(box))
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         box = checked_box(box, image_size, "box")

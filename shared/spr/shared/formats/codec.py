@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from spr.shared.errors import SprError
 from spr.shared.formats.grids import BoxT
 from spr.shared.schemas import ParseResult, Size
 
 PhraseBoxes = Sequence[tuple[str, Sequence[BoxT]]]
+G = TypeVar("G")
 
 
 class FormatError(SprError):
@@ -33,10 +35,8 @@ class Codec(Protocol):
         """Phrases with boxes in original-image pixels, plus the problems met; never raises."""
         ...
 
-    def coords(
-        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
-    ) -> list[str]:
-        """For each box, the coordinate text that replaces its ``originals`` entry (a box span's text)."""
+    def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
+        """How boxes are written over their parsed coordinate text (refinement), for this image size."""
         ...
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
@@ -52,33 +52,81 @@ class Codec(Protocol):
         ...
 
 
-def checked_box(box: Sequence[float], image_size: Size, name: str) -> BoxT:
+def checked_box(box: Sequence[float], image_size: Size, name: str, index: int | None = None) -> BoxT:
     """``box`` as 4 floats clipped into the image; FormatError naming ``name`` when it is unusable.
 
     ``box`` is ``(x1, y1, x2, y2)`` in original-image pixels; it must be finite, non-empty and overlap
-    the image.
+    the image. With ``index``, the box is named ``name[index]`` (formatted only for an error: this
+    check runs for every refined box).
     """
     try:
         x1, y1, x2, y2 = box
         x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
     except (TypeError, ValueError):
         raise FormatError(
-            f"{name} must be 4 numbers [x1, y1, x2, y2] in original-image pixels, got {box!r}"
+            f"{_name(name, index)} must be 4 numbers [x1, y1, x2, y2] in original-image pixels, got {box!r}"
         ) from None
     # Chained comparisons are False for NaN, so this also rejects non-finite values.
     if not (-_INF < x1 < x2 < _INF and -_INF < y1 < y2 < _INF):
         raise FormatError(
-            f"{name} {box!r} is empty, inverted or not finite: need finite x1 < x2 and y1 < y2 (pixels)"
+            f"{_name(name, index)} {box!r} is empty, inverted or not finite: need finite x1 < x2 and y1 < y2 "
+            "(pixels)"
         )
     w, h = image_size.width, image_size.height
     if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
-        raise FormatError(f"{name} {box!r} lies outside the {w}x{h} image (original-image pixels)")
+        raise FormatError(
+            f"{_name(name, index)} {box!r} lies outside the {w}x{h} image (original-image pixels)"
+        )
     return (
         x1 if x1 > 0 else 0.0,
         y1 if y1 > 0 else 0.0,
         x2 if x2 < w else float(w),
         y2 if y2 < h else float(h),
     )
+
+
+def _name(name: str, index: int | None) -> str:
+    return name if index is None else f"{name}[{index}]"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BoxWriter:
+    """How a codec rewrites a parsed box's coordinate text (refinement), for one image size.
+
+    ``write``: a checked box (original-image pixels) -> the text replacing its span. ``memo``: texts
+    already written, keyed by the box as the caller gave it (equal boxes write equal texts): the scorer
+    writes a region's GT boxes once for each of its candidates (8 per region), so most boxes were
+    written before. ``bracketed``: a span that starts with "[" includes the brackets around the
+    numbers ``write`` gives, and the new text keeps them.
+    """
+
+    write: Callable[[BoxT], str]
+    bracketed: bool = False
+    memo: dict[object, str] = field(default_factory=dict)
+
+    def remember(self, box: tuple[float, ...], text: str) -> None:
+        """Put ``text`` in the memo for ``box`` (a hashable box, as given, that ``write`` accepted)."""
+        if len(self.memo) >= _MEMO_MAX:
+            self.memo.clear()
+        self.memo[box] = text
+
+
+# Writers per codec and grid (grids hash by identity, one per image size), texts per writer: both
+# bounded, and simply emptied when full (a region's boxes are not written again once it is scored).
+_WRITERS_MAX = 64
+_MEMO_MAX = 512
+
+
+def box_writer(
+    writers: dict[G, BoxWriter], grid: G, write: Callable[[BoxT, G], str], *, bracketed: bool = False
+) -> BoxWriter:
+    """The writer of ``grid`` from ``writers`` (a codec's cache), made with ``write`` when missing."""
+    writer = writers.get(grid)
+    if writer is None:
+        if len(writers) >= _WRITERS_MAX:
+            writers.clear()
+        writer = writers[grid] = BoxWriter(lambda box: write(box, grid), bracketed)
+    return writer
 
 
 def require_resized(resized_size: Size | None, fmt: str) -> Size:

@@ -37,12 +37,13 @@ def _encode_axis(lo_px: float, hi_px: float, size: int, steps: int, vmax: int) -
     return lo, hi
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class LinearGrid:
     """Values ``0..max_x`` / ``0..max_y`` where ``steps_x`` / ``steps_y`` units span the original image.
 
     ``width`` and ``height`` are the original image's pixels; ``range_text`` names the valid range of the
-    values as the model writes them (for problem messages).
+    values as the model writes them (for problem messages). Grids compare and hash by identity (one
+    cached object per size, see :func:`linear_grid`): they key memos on the hot path.
     """
 
     width: int
@@ -60,12 +61,21 @@ class LinearGrid:
 
     def encode(self, box: BoxT) -> GridBox:
         """Original-image pixels -> grid values (round half up, clamped into range, never empty)."""
-        x1, x2 = _encode_axis(box[0], box[2], self.width, self.steps_x, self.max_x)
-        y1, y2 = _encode_axis(box[1], box[3], self.height, self.steps_y, self.max_y)
+        w, h, sx, sy = self.width, self.height, self.steps_x, self.steps_y
+        # The arithmetic of _encode_axis, inline for the common case (in range, non-empty): this runs
+        # for every refined box on the scorer's hot path.
+        x1 = int(box[0] * sx / w + 0.5)
+        x2 = int(box[2] * sx / w + 0.5)
+        y1 = int(box[1] * sy / h + 0.5)
+        y2 = int(box[3] * sy / h + 0.5)
+        if 0 <= x1 < x2 <= self.max_x and 0 <= y1 < y2 <= self.max_y:
+            return (x1, y1, x2, y2)
+        x1, x2 = _encode_axis(box[0], box[2], w, sx, self.max_x)
+        y1, y2 = _encode_axis(box[1], box[3], h, sy, self.max_y)
         return (x1, y1, x2, y2)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CellGrid:
     """The image cut into ``cells x cells`` cells; a box is its top-left and bottom-right cell.
 

@@ -10,20 +10,21 @@ span is its inner ``[x1, y1, x2, y2]`` list. A list cut off by the end of the te
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
+from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
 from spr.shared.formats.parsing import ParseBuilder, read_numbers
 from spr.shared.formats.tagged import content_span, parse_tagged, report_unreadable
 from spr.shared.schemas import ParseResult, Size
 
+# The "<" shared by every event is written once, before the alternatives: a literal prefix lets the
+# regex engine skip plain text quickly instead of trying each alternative at every character.
 _EVENTS = re.compile(
-    r"(?P<PB><ref>(?P<pref>[^<]*)</ref>\s*<box>\s*\[\s*"
+    r"<(?:(?P<PB>ref>(?P<pref>[^<]*)</ref>\s*<box>\s*\[\s*"
     r"(?P<pbox>\[\s*(?P<v1>\d+)\s*,\s*(?P<v2>\d+)\s*,\s*(?P<v3>\d+)\s*,\s*(?P<v4>\d+)\s*\])"
     r"\s*\]\s*</box>)"
-    r"|(?P<P><ref>(?P<ref>[^<]*)(?P<ref_end></ref>)?)"
-    r"|(?P<B><box>(?P<box>[^<]*)(?P<box_end></box>)?)"
+    r"|(?P<P>ref>(?P<ref>[^<]*)(?P<ref_end></ref>)?)"
+    r"|(?P<B>box>(?P<box>[^<]*)(?P<box_end></box>)?))"
 )
 _LIST = re.compile(r"\[([^\[\]]*)(\])?")
 _FAST = re.compile(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*")
@@ -68,6 +69,9 @@ def _read_pair(
     b.phrase_linear(phrase, start, end, (int(x1), int(y1), int(x2), int(y2)), bs, be, grid)
 
 
+_WRITERS: dict[LinearGrid, BoxWriter] = {}
+
+
 def _coords(box: BoxT, grid: LinearGrid) -> str:
     x1, y1, x2, y2 = grid.encode(box)
     return f"[{x1}, {y1}, {x2}, {y2}]"
@@ -79,11 +83,8 @@ class InternVLCodec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))
 
-    def coords(
-        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
-    ) -> list[str]:
-        grid = _grid(image_size)
-        return [_coords(box, grid) for box in boxes]
+    def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
+        return box_writer(_WRITERS, _grid(image_size), _coords)
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         return f"<box>[{_coords(checked_box(box, image_size, 'box'), _grid(image_size))}]</box>"

@@ -15,9 +15,8 @@ nearest valid cell to clamp to); a bottom-right cell above or left of the top-le
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
+from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, CellGrid, cell_grid
 from spr.shared.formats.parsing import ParseBuilder, snippet
 from spr.shared.formats.tagged import content_span, parse_tagged, report_unreadable
@@ -26,11 +25,13 @@ from spr.shared.schemas import ParseResult, Size
 CELLS = 32
 DELIMITER = "</delimiter_of_multi_objects/>"
 
+# The "<" shared by every event is written once, before the alternatives: a literal prefix lets the
+# regex engine skip plain text quickly instead of trying each alternative at every character.
 _EVENTS = re.compile(
-    r"(?P<PB><phrase>(?P<pref>[^<]*)</phrase>\s*<object>\s*"
+    r"<(?:(?P<PB>phrase>(?P<pref>[^<]*)</phrase>\s*<object>\s*"
     r"(?P<pbox><patch_index_(?P<v1>\d+)>\s*<patch_index_(?P<v2>\d+)>)\s*</object>)"
-    r"|(?P<P><phrase>(?P<ref>[^<]*)(?P<ref_end></phrase>)?)"
-    r"|(?P<B><object>(?P<box>(?:[^<]|<(?!/?object>|/?phrase>))*)(?P<box_end></object>)?)"
+    r"|(?P<P>phrase>(?P<ref>[^<]*)(?P<ref_end></phrase>)?)"
+    r"|(?P<B>object>(?P<box>(?:[^<]|<(?!/?object>|/?phrase>))*)(?P<box_end></object>)?))"
 )
 _PAIR = re.compile(r"\s*(<patch_index_(\d+)>\s*<patch_index_(\d+)>)\s*")
 _STRIP_BOX = re.compile(r"<object>(?:[^<]|<(?!/?object>|/?phrase>))*(?:</object>)?|<image>.*?</image>", re.S)
@@ -95,6 +96,9 @@ def _read_pair(b: ParseBuilder, m: re.Match[str], grid: CellGrid, phrase: str, s
     _add(b, int(m.group("v1")), int(m.group("v2")), m.start("pbox"), m.end("pbox"), grid)
 
 
+_WRITERS: dict[CellGrid, BoxWriter] = {}
+
+
 def _coords(box: BoxT, grid: CellGrid) -> str:
     first, last = grid.encode(box)
     return f"<patch_index_{first:04d}><patch_index_{last:04d}>"
@@ -106,11 +110,8 @@ class Kosmos2Codec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))
 
-    def coords(
-        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
-    ) -> list[str]:
-        grid = _grid(image_size)
-        return [_coords(box, grid) for box in boxes]
+    def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
+        return box_writer(_WRITERS, _grid(image_size), _coords)
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         return f"<object>{_coords(checked_box(box, image_size, 'box'), _grid(image_size))}</object>"

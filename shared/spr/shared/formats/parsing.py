@@ -57,9 +57,9 @@ def trusted(cls: type[M], fields: dict[str, Any]) -> M:
     return obj
 
 
-def _phrase(text: str, start: int, end: int, boxes: list[BoxT], box_spans: list[tuple[int, int]]) -> Phrase:
-    return trusted(Phrase, {"text": text, "span": (start, end), "boxes": boxes, "box_spans": box_spans})
-
+_PHRASE_FIELDS = {"text", "span", "boxes", "box_spans"}  # copied per phrase: set.copy() is the cheapest
+if set(Phrase.model_fields) != _PHRASE_FIELDS:
+    raise TypeError("ParseBuilder.result() builds Phrase with fields it no longer has: update it")
 
 for _model in (Phrase, ParseProblem, ParseResult):
     # trusted() skips what model_construct would do for these; fail loudly if a schema grows any of it.
@@ -99,36 +99,49 @@ def read_numbers(content: str, *, integers: bool) -> list[float] | str:
 class ParseBuilder:
     """Collects phrases, boxes and problems in text order; :meth:`result` gives the ParseResult.
 
-    While scanning, a phrase is a plain ``[text, start, end, boxes, box_spans]`` row; the schema objects
-    are made once, in :meth:`result` (fewer calls and objects per event on the hot path).
+    A phrase's schema object is made when the phrase opens (boxes join its lists later): no other
+    object per phrase on the hot path.
     """
 
-    __slots__ = ("_open", "_rows", "problems", "text")
+    __slots__ = ("_blank", "_box_spans", "_boxes", "_phrases", "problems", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.problems: list[ParseProblem] = []
-        self._rows: list[list[Any]] = []  # every phrase opened, in text order
-        self._open: list[Any] | None = None  # the row new boxes join
+        self._phrases: list[Phrase] = []
+        # The open phrase's lists, which new boxes join (empty before the first phrase opens).
+        self._boxes: list[BoxT] = []
+        self._box_spans: list[tuple[int, int]] = []
+        self._blank = False  # a phrase opened without text: it may end without boxes too (dropped)
+
+    def _open(
+        self, text: str, start: int, end: int, boxes: list[BoxT], box_spans: list[tuple[int, int]]
+    ) -> None:
+        # trusted(Phrase, ...) inline: one phrase per box on the hot path.
+        phrase = _new(Phrase)
+        _set_dict(phrase, {"text": text, "span": (start, end), "boxes": boxes, "box_spans": box_spans})
+        _set_fields(phrase, _PHRASE_FIELDS.copy())
+        _set_extra(phrase, None)
+        _set_private(phrase, None)
+        self._phrases.append(phrase)
+        self._boxes = boxes
+        self._box_spans = box_spans
 
     def open_phrase(self, text: str, start: int, end: int) -> None:
         """Start a new phrase (closing the current one); its span is [start, end) in the raw text."""
-        row: list[Any] = [text, start, end, [], []]
-        self._rows.append(row)
-        self._open = row
+        if not text:
+            self._blank = True
+        self._open(text, start, end, [], [])
 
     def problem(self, kind: ProblemKind, message: str, start: int, end: int) -> None:
         self.problems.append(trusted(ParseProblem, {"kind": kind, "message": message, "span": (start, end)}))
 
     def add_box(self, box: BoxT, start: int, end: int) -> None:
         """Append a checked box (original-image pixels) whose coordinate text is [start, end)."""
-        row = self._open
-        if row is None:
-            row = ["", start, start, [], []]
-            self._rows.append(row)
-            self._open = row
-        row[3].append(box)
-        row[4].append((start, end))
+        if not self._phrases:
+            self.open_phrase("", start, start)
+        self._boxes.append(box)
+        self._box_spans.append((start, end))
 
     def phrase_linear(
         self,
@@ -147,9 +160,7 @@ class ParseBuilder:
             w, h, sx, sy = grid.width, grid.height, grid.steps_x, grid.steps_y
             box = (x1 * w / sx, y1 * h / sy, x2 * w / sx, y2 * h / sy)
             if box[0] < box[2] and box[1] < box[3]:
-                row: list[Any] = [text, start, end, [box], [(box_start, box_end)]]
-                self._rows.append(row)
-                self._open = row
+                self._open(text, start, end, [box], [(box_start, box_end)])
                 return
         self.open_phrase(text, start, end)
         self.add_linear(values, box_start, box_end, grid)
@@ -158,15 +169,14 @@ class ParseBuilder:
         """Check grid values ``x1, y1, x2, y2`` per the module's policy, decode and append the box."""
         x1, y1, x2, y2 = values
         mx, my = grid.max_x, grid.max_y
-        row = self._open
-        if 0 <= x1 < x2 <= mx and 0 <= y1 < y2 <= my and row is not None:
+        if 0 <= x1 < x2 <= mx and 0 <= y1 < y2 <= my and self._phrases:
             # The common case, nothing to report: decoded inline (hot path).
             w, h, sx, sy = grid.width, grid.height, grid.steps_x, grid.steps_y
             box = (x1 * w / sx, y1 * h / sy, x2 * w / sx, y2 * h / sy)
             # Values a float apart can decode to one pixel value; such a box is empty, see below.
             if box[0] < box[2] and box[1] < box[3]:
-                row[3].append(box)
-                row[4].append((start, end))
+                self._boxes.append(box)
+                self._box_spans.append((start, end))
                 return
         if x1 > x2 or y1 > y2:
             self.problem(
@@ -203,6 +213,7 @@ class ParseBuilder:
         self.add_box(box, start, end)
 
     def result(self) -> ParseResult:
-        # A phrase with no text and no box (all its boxes dropped) is noise.
-        phrases = [_phrase(*row) for row in self._rows if row[0] or row[3]]
+        phrases = self._phrases
+        if self._blank:  # a phrase with no text and no box (all its boxes dropped) is noise
+            phrases = [phrase for phrase in phrases if phrase.text or phrase.boxes]
         return trusted(ParseResult, {"phrases": phrases, "problems": self.problems})

@@ -15,14 +15,29 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 
-from spr.shared.formats.codec import PhraseBoxes, checked_box, require_resized, tidy_text
+from spr.shared.formats.codec import (
+    BoxWriter,
+    PhraseBoxes,
+    box_writer,
+    checked_box,
+    require_resized,
+    tidy_text,
+)
 from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
 from spr.shared.schemas import ParseResult, Size
 
 _OBJECT = re.compile(r"\{[^{}]*(\})?")
+# An object in the common spelling, {"bbox_2d": [ints], "label": "..."}, read in one match (hot path);
+# it never contains a brace, so it ends where _OBJECT's match would. Anything else: the general branch,
+# which is _OBJECT. The label is _LABEL's value (escapes kept) as plain runs between escapes: a repeated
+# alternation would cost the regex engine far more per character.
+_SCAN = re.compile(
+    r'\{(?:(?P<F>\s*"bbox_2d"\s*:\s*(?P<bbox>\[\s*(?P<v1>\d+)\s*,\s*(?P<v2>\d+)\s*,\s*(?P<v3>\d+)\s*,'
+    r'\s*(?P<v4>\d+)\s*\])\s*,\s*"label"\s*:\s*"(?P<label>[^"\\{}]*(?:\\[^{}\n][^"\\{}]*)*)"\s*\})'
+    r"|[^{}]*(?P<close>\})?)"
+)
 _BBOX = re.compile(r'"bbox_2d"\s*:\s*(\[[^\[\]{}]*(\])?)')
 _LABEL = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _FAST = re.compile(r"\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]")
@@ -56,9 +71,16 @@ def _label(raw: str) -> str:
 
 def _parse(text: str, grid: LinearGrid) -> ParseResult:
     b = ParseBuilder(text)
-    for obj in _OBJECT.finditer(text):
+    for obj in _SCAN.finditer(text):
+        if obj.lastgroup == "F":
+            x1, y1, x2, y2 = obj.group("v1", "v2", "v3", "v4")
+            ls, le = obj.span("label")
+            bs, be = obj.span("bbox")
+            values = (int(x1), int(y1), int(x2), int(y2))
+            b.phrase_linear(_label(obj.group("label")), ls, le, values, bs, be, grid)
+            continue
         start, end = obj.span()
-        if obj.group(1) is None:
+        if obj.group("close") is None:
             if at_end(text, end):
                 b.problem(
                     "truncated_box",
@@ -97,6 +119,9 @@ def _parse(text: str, grid: LinearGrid) -> ParseResult:
     return b.result()
 
 
+_WRITERS: dict[LinearGrid, BoxWriter] = {}
+
+
 def _coords(box: BoxT, grid: LinearGrid) -> str:
     x1, y1, x2, y2 = grid.encode(box)
     return f"[{x1}, {y1}, {x2}, {y2}]"
@@ -108,11 +133,8 @@ class Qwen25VLCodec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return _parse(text, _grid(image_size, resized_size))
 
-    def coords(
-        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
-    ) -> list[str]:
-        grid = _grid(image_size, resized_size)
-        return [_coords(box, grid) for box in boxes]
+    def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
+        return box_writer(_WRITERS, _grid(image_size, resized_size), _coords)
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         """The ``[x1, y1, x2, y2]`` bbox_2d list (resized-image pixels), as prompts quote a region."""

@@ -12,9 +12,8 @@ The tags are special tokens: generated text must be decoded with ``skip_special_
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-from spr.shared.formats.codec import PhraseBoxes, checked_box, tidy_text
+from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers
 from spr.shared.formats.tagged import content_span, parse_tagged, report_unreadable
@@ -23,12 +22,14 @@ from spr.shared.schemas import ParseResult, Size
 REF_START, REF_END = "<|object_ref_start|>", "<|object_ref_end|>"
 BOX_START, BOX_END = "<|box_start|>", "<|box_end|>"
 
+# The "<|" shared by every event is written once, before the alternatives: a literal prefix lets the
+# regex engine skip plain text quickly instead of trying each alternative at every character.
 _EVENTS = re.compile(
-    r"(?P<PB><\|object_ref_start\|>(?P<pref>[^<]*)<\|object_ref_end\|>\s*<\|box_start\|>\s*"
+    r"<\|(?:(?P<PB>object_ref_start\|>(?P<pref>[^<]*)<\|object_ref_end\|>\s*<\|box_start\|>\s*"
     r"(?P<pbox>\(\s*(?P<v1>\d+)\s*,\s*(?P<v2>\d+)\s*\)\s*,\s*\(\s*(?P<v3>\d+)\s*,\s*(?P<v4>\d+)\s*\))"
     r"\s*<\|box_end\|>)"
-    r"|(?P<P><\|object_ref_start\|>(?P<ref>[^<]*)(?P<ref_end><\|object_ref_end\|>)?)"
-    r"|(?P<B><\|box_start\|>(?P<box>[^<]*)(?P<box_end><\|box_end\|>)?)"
+    r"|(?P<P>object_ref_start\|>(?P<ref>[^<]*)(?P<ref_end><\|object_ref_end\|>)?)"
+    r"|(?P<B>box_start\|>(?P<box>[^<]*)(?P<box_end><\|box_end\|>)?))"
 )
 _FAST = re.compile(r"\s*(\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*,?\s*\(\s*(\d+)\s*,\s*(\d+)\s*\))\s*")
 _STRIP_BOX = re.compile(r"<\|(box|quad)_start\|>[^<]*(?:<\|\1_end\|>)?")
@@ -63,6 +64,9 @@ def _read_pair(
     b.phrase_linear(phrase, start, end, (int(x1), int(y1), int(x2), int(y2)), bs, be, grid)
 
 
+_WRITERS: dict[LinearGrid, BoxWriter] = {}
+
+
 def _coords(box: BoxT, grid: LinearGrid) -> str:
     x1, y1, x2, y2 = grid.encode(box)
     return f"({x1},{y1}),({x2},{y2})"
@@ -74,11 +78,8 @@ class Qwen2VLCodec:
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))
 
-    def coords(
-        self, boxes: Sequence[BoxT], originals: Sequence[str], image_size: Size, resized_size: Size | None
-    ) -> list[str]:
-        grid = _grid(image_size)
-        return [_coords(box, grid) for box in boxes]
+    def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
+        return box_writer(_WRITERS, _grid(image_size), _coords)
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         return BOX_START + _coords(checked_box(box, image_size, "box"), _grid(image_size)) + BOX_END

@@ -4,8 +4,10 @@ Each format gives one regex whose matches are events, told apart by the outer na
 ``P`` a phrase (groups ``ref``: the phrase text, ``ref_end``: its closing tag), ``B`` a box (``box``: the
 coordinate text between the tags, ``box_end``: the closing tag), and ``PB`` a phrase directly followed
 by one box in the common spelling (``pref``: the phrase text, ``pbox``: the coordinate text, and the
-numbers as ``v1``...), which is the hot path and must be tried first. The format also gives two
-readers: one for a ``B`` box's content, one for a ``PB`` match's numbers.
+numbers as ``v1``...), which is the hot path and must be tried first. A literal prefix shared by all
+events may stand before the groups (the match, not the group, is the event's extent). The format also
+gives two readers: one for a ``B`` box's content, one for a ``PB`` match: it opens the phrase and adds
+the box.
 
 Grouping rule: a box belongs to the phrase whose closing tag (or whose previous box) it follows with
 nothing but whitespace in between; any other box starts a phrase with empty text whose span is
