@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from spr.scorer.semantic import SemanticScorer
-from spr.scorer.server import free_port
 from spr.shared import formats
 from spr.shared.boxes import BoxT
+from spr.shared.processes import free_port
 from spr.shared.schemas import Size
 from spr.shared.tiny import build_tiny_models
 

@@ -277,7 +277,7 @@ def test_health_ready_and_metrics(make_settings: Settings, redis_url: str) -> No
 
 
 def test_readyz_is_503_when_redis_is_unreachable(make_settings: Settings) -> None:
-    from spr.scorer.server import free_port
+    from spr.shared.processes import free_port
 
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with TestClient(create_app(settings)) as c:

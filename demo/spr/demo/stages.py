@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spr.shared.errors import SprError
+from spr.shared.processes import stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +100,8 @@ class StageProcess:
         """SIGTERM, then SIGKILL after ``grace_s`` seconds. Safe to call on a finished process."""
         if self._proc is None or self.poll() is not None:
             return
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            logger.warning("stage %s did not stop in %.0f s; killing it", self.name, grace_s)
-            self._proc.kill()
-            self._proc.wait()
+        if not stop_process(self._proc, grace_s):
+            logger.warning("stage %s did not stop in %.0f s; it was killed", self.name, grace_s)
         self.poll()
 
     def kill(self) -> None:

@@ -15,19 +15,13 @@ from pathlib import Path
 from types import TracebackType
 
 from spr.shared.errors import SprError
+from spr.shared.processes import free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
 
 class RedisServerError(SprError):
     """redis-server is missing or did not start."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def is_reachable(host: str, port: int, timeout_s: float = 0.2) -> bool:
@@ -87,13 +81,7 @@ class LocalRedis:
     def stop(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
         self._proc = None
 
     def __enter__(self) -> LocalRedis:

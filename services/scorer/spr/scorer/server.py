@@ -6,20 +6,13 @@ and its address back, e.g. a load generator in the same script.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from spr.shared.processes import free_port
 
 
 class ServerThread:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from spr.generator.engines.protocol import EngineError
-from spr.shared.redis_server import free_port
+from spr.shared.processes import free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +86,7 @@ class LocalVllmServer:
     def stop(self) -> None:
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc, grace_s=30)
         self._proc = None
 
     def __enter__(self) -> LocalVllmServer:
