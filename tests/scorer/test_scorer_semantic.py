@@ -99,8 +99,10 @@ def test_image_side_is_computed_once_per_region_and_texts_are_batched(
     # 8 candidates, two of which share T' (only boxes differ): 1 region, 7 unique texts.
     texts = [grounded("ferret", f"object {i}", CUP) for i in range(7)] + [grounded("ferret", "object 0", DOG)]
 
-    async def go() -> None:
-        inputs = ScoringInput(
+    def inputs() -> ScoringInput:
+        # One image object per request, as HTTP requests have: a lazily opened PIL image must not be
+        # decoded by two threads at once.
+        return ScoringInput(
             image=Image.open(scorer_data_root / IMAGE),
             region=REGION,
             objects=OBJECTS,
@@ -108,7 +110,9 @@ def test_image_side_is_computed_once_per_region_and_texts_are_batched(
             format="ferret",
             options=ScoreOptions(),
         )
-        results = await asyncio.gather(batched.score(inputs), batched.score(inputs))
+
+    async def go() -> None:
+        results = await asyncio.gather(batched.score(inputs()), batched.score(inputs()))
         assert results[0] == results[1]
         await batched.aclose()
 

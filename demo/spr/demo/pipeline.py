@@ -198,7 +198,9 @@ class DemoRun:
         generator_done = False
         with self.queue() as q:
             while True:
-                for proc in (generator, scorer):
+                # A stage we stopped may die of the SIGTERM itself (e.g. before its handler is set up,
+                # when a rerun finds its input already drained): only an unasked exit is a failure.
+                for proc in (scorer,) if generator_done else (generator, scorer):
                     if proc.poll() not in (None, 0):
                         raise DemoError(f"stage {proc.name} failed; see {proc.log_path}:\n{proc.tail()}")
                 groups = q.outcomes(SCORER_LEDGER)
