@@ -16,7 +16,7 @@ import re
 from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
 from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers
-from spr.shared.formats.tagged import content_span, parse_tagged, report_unreadable
+from spr.shared.formats.tagged import content_span, parse_tagged, read_linear_pair, report_unreadable
 from spr.shared.schemas import ParseResult, Size
 
 REF_START, REF_END = "<|object_ref_start|>", "<|object_ref_end|>"
@@ -56,14 +56,6 @@ def _read_box(b: ParseBuilder, text: str, cs: int, ce: int, closed: bool, grid: 
     b.add_linear(read, s, e, grid)
 
 
-def _read_pair(
-    b: ParseBuilder, m: re.Match[str], grid: LinearGrid, phrase: str, start: int, end: int
-) -> None:
-    x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
-    bs, be = m.span("pbox")
-    b.phrase_linear(phrase, start, end, (int(x1), int(y1), int(x2), int(y2)), bs, be, grid)
-
-
 _WRITERS: dict[LinearGrid, BoxWriter] = {}
 
 
@@ -76,7 +68,7 @@ class Qwen2VLCodec:
     name = "qwen2vl"
 
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
-        return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))
+        return parse_tagged(text, _EVENTS, _read_box, read_linear_pair, _grid(image_size))
 
     def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
         return box_writer(_WRITERS, _grid(image_size), _coords)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Protocol, TypeVar
 
+from spr.shared.formats.grids import LinearGrid
 from spr.shared.formats.parsing import ParseBuilder, at_end, snippet
 from spr.shared.schemas import ParseResult
 
@@ -92,3 +93,13 @@ def report_unreadable(b: ParseBuilder, text: str, s: int, e: int, closed: bool, 
         )
     else:
         b.problem("malformed_box", f"box {snippet(text[s:e])!r}: {why}; dropped", s, e)
+
+
+def read_linear_pair(
+    b: ParseBuilder, m: re.Match[str], grid: LinearGrid, phrase: str, start: int, end: int
+) -> None:
+    """The fast path of qwen2vl and internvl: a phrase and one well-formed 0-1000 box in one match
+    (groups ``v1``..``v4`` the integers, ``pbox`` the span of the coordinate text)."""
+    x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
+    bs, be = m.span("pbox")
+    b.phrase_linear(phrase, start, end, (int(x1), int(y1), int(x2), int(y2)), bs, be, grid)
