@@ -13,7 +13,7 @@ from PIL import Image
 from spr.shared.datasets import DatasetError
 from spr.shared.datasets.coco import load_coco
 from spr.shared.datasets.odvg import load_odvg
-from spr.shared.datasets.synthetic import COLOURS, category_names, write_synthetic_dataset
+from spr.shared.datasets.synthetic import COLOURS, category_names, draw_scene, write_synthetic_dataset
 
 # --- COCO ---------------------------------------------------------------------------------------------
 
@@ -187,6 +187,17 @@ def test_synthetic_is_deterministic(tmp_path: Path, synthetic: Path) -> None:
     assert (other.parent / "images" / "000000.png").read_bytes() != (
         synthetic.parent / "images" / "000000.png"
     ).read_bytes()
+
+
+def test_draw_scene_is_what_the_dataset_writes(synthetic: Path) -> None:
+    # image i of a dataset is draw_scene on the generator seeded (seed, i): a training loop that draws
+    # scenes on the fly sees the same kind of picture as the files
+    rng = np.random.default_rng([3, 0])
+    picture, shapes = draw_scene(rng, 200, 160, int(rng.integers(5, 10)))
+    with Image.open(synthetic.parent / "images" / "000000.png") as written:
+        assert np.array_equal(np.asarray(written.convert("RGB")), np.asarray(picture))
+    _, objects = next(iter(load_coco(synthetic)))
+    assert [(o.label, o.box) for o in objects] == [(name, tuple(map(float, box))) for name, box, _ in shapes]
 
 
 @pytest.mark.parametrize(

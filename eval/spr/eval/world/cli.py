@@ -48,6 +48,13 @@ def register(subparsers: Any) -> None:
         "--device", default="cpu", help="torch device for SFT, generation, scoring and evaluation (cpu, cuda)"
     )
     shapes.add_argument(
+        "--data-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes drawing SFT scenes (0: in the training process; a GPU wants several)",
+    )
+    shapes.add_argument(
         "--only", choices=("baseline",), default=None, help="stop after the world and the SFT baseline"
     )
     shapes.add_argument(
@@ -80,9 +87,12 @@ def _shapes(args: argparse.Namespace) -> int:
         raise SprError(f"--seeds must differ, got {args.seeds}")
     if args.threads is not None and args.threads < 1:
         raise SprError(f"--threads must be >= 1, got {args.threads}")
+    if args.data_workers < 0:
+        raise SprError(f"--data-workers must be >= 0, got {args.data_workers}")
     if not args.variant.replace("-", "").replace("_", "").isalnum() or args.variant == "baseline":
         raise SprError(f"--variant must be letters, digits, - or _ and not 'baseline'; got {args.variant!r}")
     size = SIZES[args.size].with_seed(args.seed).with_threads(args.threads).with_device(args.device)
+    size = size.with_data_workers(args.data_workers)
     changes: dict[str, object] = {}
     if args.semantic_lambda is not None:
         if not 0.0 <= args.semantic_lambda <= 1.0:

@@ -17,12 +17,13 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from spr.eval.world.sft_data import Encoder, SftExample, rec_examples, region_examples
+from spr.eval.world.sft_data import Encoder, SceneExamples, SceneSpec, scene_batches
 from spr.eval.world.world import World
 from spr.shared.errors import SprError
 from spr.shared.tiny import Qwen2VLSpec
@@ -39,33 +40,36 @@ class SftError(SprError):
 
 @dataclass(frozen=True)
 class SftStage:
-    """``steps`` optimizer steps on the union of the named world ``splits``, using the example kinds
-    in ``kinds`` ("rec", "regions")."""
+    """``steps`` optimizer steps on freshly drawn scenes of ``objects`` (min, max) shapes, using the
+    example kinds in ``kinds`` ("rec", "regions"); ``vision``: which part of the vision tower trains
+    in this stage ("frozen": none of it, "merger": only the projection into the text model, "all")."""
 
     name: str
     steps: int
-    splits: tuple[str, ...]
+    objects: tuple[int, int]
     kinds: tuple[str, ...] = ("rec", "regions")
+    vision: VisionTraining = "frozen"
 
 
 @dataclass(frozen=True)
 class SftConfig:
-    """How the baseline is built and trained. ``vision``: which part of the vision tower trains
-    ("frozen": none of it, "merger": only the projection into the text model, "all"). ``device``: a
-    torch device for training and the curve's evaluation ("cpu", "cuda")."""
+    """How the baseline is built and trained. ``device``: a torch device for training and the curve's
+    evaluation ("cpu", "cuda"); ``data_workers``: processes drawing scenes (0: in the training process).
+    Neither is part of the cached baseline's identity, but the worker count changes which scenes
+    each step sees, so a rebuild with another count is not bit-identical."""
 
     spec: Qwen2VLSpec = field(
         default_factory=lambda: Qwen2VLSpec(num_hidden_layers=4, intermediate_size=512, rope_theta=5.0)
     )
     stages: tuple[SftStage, ...] = (
-        SftStage("one object", 1500, ("single",), ("rec",)),
-        SftStage("several objects", 3000, ("single", "train")),
+        SftStage("one object", 1500, (1, 1), ("rec",)),
+        SftStage("two to four objects", 1500, (2, 4), ("rec",)),
+        SftStage("five to nine objects", 3000, (5, 9)),
     )
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
-    vision: VisionTraining = "frozen"
     eval_every: int = 500
     eval_limit: int = 50
     eval_rec_tokens: int = 32
@@ -73,6 +77,7 @@ class SftConfig:
     log_every: int = 50
     threads: int | None = None
     device: str = "cpu"
+    data_workers: int = 0
     seed: int = 0
 
     @property
@@ -107,8 +112,8 @@ def _identity(config: SftConfig, world: World) -> dict[str, Any]:
     """What makes a cached baseline the same one: the SFT config (minus threads and device) and the
     world."""
     data = asdict(config)
-    data.pop("threads")
-    data.pop("device")
+    for key in ("threads", "device", "data_workers"):
+        data.pop(key)
     return json.loads(json.dumps({"sft": data, "world": asdict(world.config)}))  # type: ignore[no-any-return]
 
 
@@ -146,36 +151,27 @@ def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
     processor = auto_processor.from_pretrained(staging / "init")
     torch.manual_seed(config.seed)
     model = auto_model.from_pretrained(staging / "init", dtype=torch.float32).to(config.device)
-    _set_trainable(model, config.vision)
     parameters = sum(p.numel() for p in model.parameters())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
+    # Every parameter is in the optimizer; AdamW skips those a stage leaves frozen (no gradient).
+    everything = list(model.parameters())
+    optimizer = torch.optim.AdamW(everything, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
     encoder = Encoder(processor, world.root)
-    rng = np.random.default_rng([config.seed, 7])
     curve: list[CurvePoint] = []
     started = time.monotonic()
     step = 0
     losses: list[float] = []
-    logger.info(
-        "SFT: %d parameters (%d trainable), %d steps",
-        parameters,
-        sum(p.numel() for p in trainable),
-        config.total_steps,
-    )
-    for stage in config.stages:
-        pool = _pool(world, stage)
+    logger.info("SFT: %d parameters, %d steps, fresh scenes every step", parameters, config.total_steps)
+    for index, stage in enumerate(config.stages):
+        _set_trainable(model, stage.vision)
         model.train()
+        batches = _stage_batches(encoder, world, config, index)
         for _ in range(stage.steps):
-            picks = rng.integers(len(pool), size=config.batch_size)
-            batch = {
-                key: value.to(config.device)
-                for key, value in encoder.batch([pool[int(i)] for i in picks]).items()
-            }
+            batch = {key: value.to(config.device) for key, value in next(batches).items()}
             loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            torch.nn.utils.clip_grad_norm_(everything, 1.0)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -210,16 +206,20 @@ def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
     return SftResult(out, curve, seconds, parameters)
 
 
-def _pool(world: World, stage: SftStage) -> list[SftExample]:
-    pool: list[SftExample] = []
-    for split in stage.splits:
-        if "rec" in stage.kinds:
-            pool += rec_examples(world.rec(split))
-        if "regions" in stage.kinds and world.regions(split).stat().st_size:
-            pool += region_examples(world.regions(split))
-    if not pool:
-        raise SftError(f"SFT stage {stage.name!r} has no examples in splits {stage.splits}")
-    return pool
+def _stage_batches(encoder: Encoder, world: World, config: SftConfig, index: int) -> Iterator[dict[str, Any]]:
+    """Endless batches of fresh scenes for stage ``index``, seeded by (seed, stage) (and the worker)."""
+    from spr.eval.world.scene_stream import scene_loader
+
+    stage = config.stages[index]
+    low, high = stage.objects
+    if not 1 <= low <= high:
+        raise SftError(f"SFT stage {stage.name!r}: objects must be 1 <= min <= max, got {stage.objects}")
+    spec = SceneSpec(world.config.image_size, low, high, stage.kinds, world.config.expressions_per_image)
+    scenes = SceneExamples(spec)
+    seed = [config.seed, 7, index]
+    if config.data_workers == 0:
+        return scene_batches(encoder, scenes, config.batch_size, np.random.default_rng(seed))
+    return scene_loader(encoder, scenes, config.batch_size, seed, config.data_workers)
 
 
 def _lr_factor(step: int, config: SftConfig) -> float:

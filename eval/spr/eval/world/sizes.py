@@ -42,6 +42,9 @@ class BenchSize:
     def with_device(self, device: str) -> BenchSize:
         return replace(self, sft=replace(self.sft, device=device), spr=replace(self.spr, device=device))
 
+    def with_data_workers(self, workers: int) -> BenchSize:
+        return replace(self, sft=replace(self.sft, data_workers=workers))
+
     def with_threads(self, threads: int | None) -> BenchSize:
         spr = self.spr if threads is None else replace(self.spr, torch_threads=threads)
         return replace(
@@ -52,7 +55,6 @@ class BenchSize:
 SMOKE = BenchSize(
     name="smoke",
     world=WorldConfig(
-        single_images=8,
         train_images=6,
         spr_images=3,
         val_images=2,
@@ -61,7 +63,7 @@ SMOKE = BenchSize(
         expressions_per_image=2,
     ),
     sft=SftConfig(
-        stages=(SftStage("one object", 4, ("single",), ("rec",)), SftStage("several objects", 4, ("train",))),
+        stages=(SftStage("one object", 4, (1, 1), ("rec",)), SftStage("several objects", 4, (5, 9))),
         batch_size=4,
         warmup_steps=2,
         eval_every=8,
@@ -75,13 +77,23 @@ SMOKE = BenchSize(
     eval_region_tokens=48,
 )
 
-# Not yet timed end to end: SFT 4,500 steps is the one-time cost (cached); the per-run part is sized
-# for about 45 minutes on 2 cores (64 SPR tasks x 3 prompts x 4 samples, 100 test images, 3 arms).
-# The SFT splits are large because with 400 one-object images the model memorised them (42.5 % at IoU
-# 0.5 on training images, 0 % on val_single after 1,000 steps of batch 16): ~1.6 GB of PNGs at 256 px.
+# The SFT baseline is the one-time cost (cached in WORKDIR/baseline; `--only baseline` trains it alone):
+# 5,000 steps of 32 fresh scenes, ~1 h on 2 CPU cores (0.2 / 0.4 / 1.1 s per step by stage), minutes
+# on a GPU with `--device cuda --data-workers 5`. The per-run part (SPR + three evaluated arms) is
+# sized for 2 cores: 64 SPR tasks x 3 prompts x 4 samples, 100 test images.
 DEFAULT = BenchSize(
     name="default",
-    world=WorldConfig(single_images=8000, train_images=4000),
+    sft=SftConfig(
+        stages=(
+            SftStage("one object", 1000, (1, 1), ("rec",)),
+            SftStage("two to four objects", 1000, (2, 4), ("rec",)),
+            SftStage("five to nine objects", 3000, (5, 9), ("rec", "regions"), vision="all"),
+        ),
+        batch_size=32,
+        eval_every=2500,
+        eval_limit=40,
+        eval_region_tokens=192,
+    ),
     spr=SprConfig(samples_per_prompt=4, max_new_tokens=256),
 )
 

@@ -7,11 +7,11 @@ Layout under the world root (the data root every file's image paths are relative
     <split>/regions.jsonl   RegionTask lines by the paper's rule (`spr eval regions`)
     world.json              the config it was built from (a rebuild with another config is refused)
 
-Splits: ``single`` (one object per image: the first curriculum stage), ``train`` (several objects: SFT),
-``spr`` (the images SPR samples on; never used for SFT), ``val`` and ``val_single`` (one object per
-image: the first curriculum stage's progress) for the learning curve, and ``test`` (the final held-out
-numbers; nothing is chosen by looking at it). Every split has its own image seed, so no
-image is shared between splits.
+Splits: ``train`` (the scorer's CLIP is trained on its region crops), ``spr`` (the images SPR samples
+on), ``val`` and ``val_single`` (one object per image: the first curriculum stage's progress) for the
+learning curve, and ``test`` (the final held-out numbers; nothing is chosen by looking at it). Every
+split has its own image seed, so no image is shared between splits. SFT needs no split: it draws a
+fresh scene for every example (sft_data.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from spr.shared.errors import SprError
 
 logger = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("single", "train", "spr", "val", "test", "val_single")
+SPLITS: tuple[str, ...] = ("train", "spr", "val", "test", "val_single")
 WORLD_FILE = "world.json"
 
 
@@ -39,7 +39,6 @@ class WorldError(SprError):
 class WorldConfig:
     """Images per split, objects per image, image side (pixels), expressions and regions per image."""
 
-    single_images: int = 400
     train_images: int = 400
     spr_images: int = 64
     val_images: int = 40
@@ -103,7 +102,7 @@ def _build_split(world: World, split: str) -> None:
     from spr.shared.regions import RegionConfig, build_regions
 
     config = world.config
-    single = split in ("single", "val_single")
+    single = split == "val_single"
     annotations = write_synthetic_dataset(
         world.root / split,
         images=config.images(split),

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw
 from spr.shared.datasets import DatasetError
 
-__all__ = ["COLOURS", "SHAPES", "category_names", "write_synthetic_dataset"]
+__all__ = ["COLOURS", "SHAPES", "category_names", "draw_scene", "write_synthetic_dataset"]
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -78,7 +78,7 @@ def write_synthetic_dataset(
     coco_annotations: list[dict[str, Any]] = []
     for index in range(images):
         rng = np.random.default_rng([seed, index])
-        picture, shapes = _draw_image(rng, width, height, int(rng.integers(min_objects, max_objects + 1)))
+        picture, shapes = draw_scene(rng, width, height, int(rng.integers(min_objects, max_objects + 1)))
         file_name = f"images/{index:06d}.png"
         picture.save(out_dir / file_name, format="PNG")
         image_id = index + 1
@@ -110,10 +110,15 @@ def write_synthetic_dataset(
     return path
 
 
-def _draw_image(
+def draw_scene(
     rng: Rng, width: int, height: int, count: int
 ) -> tuple[Image.Image, list[tuple[str, LayoutBox, int]]]:
-    """One picture and its shapes as (category name, tight box x1 y1 x2 y2 (exclusive), pixel area)."""
+    """One RGB picture of ``width`` x ``height`` pixels with ``count`` shapes, and its shapes as
+    (category name, tight pixel box x1 y1 x2 y2 with exclusive ends, pixel area), in drawing order.
+
+    Draws from ``rng`` alone, so a seeded generator gives the same scene; this is what
+    :func:`write_synthetic_dataset` writes per image, and what a training loop calls to see a fresh
+    image every step. DatasetError when ``count`` shapes do not fit without overlap."""
     picture = Image.fromarray(_background(rng, width, height))
     side_lo = max(_MIN_SIDE, min(width, height) // 10)
     side_hi = max(side_lo + 1, min(width, height) // 4)
