@@ -17,10 +17,19 @@ from spr.cli.main import main
 from spr.eval.world.bench import prepare_baseline
 from spr.eval.world.expressions import all_expressions, sample_expressions
 from spr.eval.world.report import seeds_markdown
-from spr.eval.world.sft_data import IGNORE_INDEX, Encoder, rec_examples, region_examples
+from spr.eval.world.sft_data import (
+    IGNORE_INDEX,
+    Encoder,
+    SceneExamples,
+    SceneSpec,
+    rec_examples,
+    region_examples,
+)
 from spr.eval.world.sizes import SMOKE
+from spr.eval.world.vision_pretrain import token_labels
 from spr.eval.world.world import SPLITS
-from spr.shared.schemas import AnnotatedObject
+from spr.shared.datasets.synthetic import COLOURS, SHAPES
+from spr.shared.schemas import AnnotatedObject, Size
 
 
 def _obj(label: str, x1: float, y1: float, x2: float, y2: float) -> AnnotatedObject:
@@ -161,3 +170,63 @@ def test_seed_report_gives_mean_and_spread_and_checks_the_goal(smoke_run: Path) 
     assert "- rec: gain at IoU 0.8 / 0.9 = +60.0 / +60.0 points (spread 14.1 / 14.1): beats" in text
     assert "- regions: gain at IoU 0.8 / 0.9 = +0.0 / +0.0 points (spread 0.0 / 0.0): does NOT beat" in text
     assert "- rec: DPO beats SFT on chosen at IoU 0.8 (60.0 vs 0.0 %)." in text
+
+
+def test_token_labels_mark_the_cells_a_shape_covers() -> None:
+    # 64-pixel image, 2 x 2 cells of 32 px: a red circle fills the top-left cell, a blue star covers
+    # a fifth of the bottom-right cell (below min_cover) and half of the bottom-left one
+    shapes = [("red circle", (0, 0, 32, 32), 0), ("blue star", (16, 32, 38, 64), 0)]
+    colour, shape, boxes = token_labels(shapes, side=64, grid=2, min_cover=0.25)
+    red, blue = 1 + list(COLOURS).index("red"), 1 + list(COLOURS).index("blue")
+    circle, star = 1 + SHAPES.index("circle"), 1 + SHAPES.index("star")
+    assert colour.tolist() == [red, 0, blue, 0]
+    assert shape.tolist() == [circle, 0, star, 0]
+    assert boxes.tolist() == [[0, 0, 0.5, 0.5], [0] * 4, [0.25, 0.5, 38 / 64, 1.0], [0] * 4]
+
+
+def test_scene_examples_are_fresh_and_answer_with_the_scene_boxes() -> None:
+    from spr.shared.formats import parse
+
+    scenes = SceneExamples(SceneSpec(image_size=128, min_objects=5, max_objects=6, kinds=("rec", "regions")))
+    first = scenes.draw(np.random.default_rng(1))
+    again = scenes.draw(np.random.default_rng(1))
+    other = scenes.draw(np.random.default_rng(2))
+    assert [e.answer for e in first] == [e.answer for e in again]
+    assert [e.answer for e in first] != [e.answer for e in other]
+    kinds = [e.kind for e in first]
+    assert "rec" in kinds and "regions" in kinds
+    assert len({e.image for e in first}) == 1 and first[0].picture.size == (128, 128)
+    for example in first:
+        parsed = parse(example.answer, "qwen2vl", image_size=Size(width=128, height=128))
+        assert parsed.phrases and not parsed.problems
+        for phrase in parsed.phrases:
+            x1, y1, x2, y2 = phrase.boxes[0]
+            assert 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
+
+
+def test_collect_reports_the_main_run_and_every_ablation(smoke_run: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "collected"
+    workdir.mkdir()
+    main_run = json.loads((smoke_run / "results.json").read_text())
+    (workdir / "results.json").write_text(json.dumps(main_run))
+    ablation = copy.deepcopy(main_run)
+    ablation["variant"] = "lambda0"
+    ablation["config"]["spr"]["semantic_lambda"] = 0.0
+    ablation["eval"] = {
+        "baseline": main_run["eval"]["baseline"],
+        "lambda0": copy.deepcopy(main_run["eval"]["baseline"]),
+    }
+    ablation["eval"]["lambda0"]["rec"]["acc@0.5"] += 0.25  # 25 points over the baseline at IoU 0.5
+    (workdir / "results-lambda0.json").write_text(json.dumps(ablation))
+    docs = tmp_path / "RESULTS.md"
+    docs.write_text(
+        "# Results\n\nHand-written reading.\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\nTail.\n"
+    )
+    assert main(["bench", "shapes", "--workdir", str(workdir), "--collect", "--markdown", str(docs)]) == 0
+    text = docs.read_text()
+    assert text.startswith("# Results\n\nHand-written reading.") and text.endswith("Tail.\n")
+    assert "old" not in text and "## Ablations" in text
+    rows = [line for line in text.splitlines() if line.startswith("| + lambda0")]
+    assert len(rows) == 1 and "semantic_lambda 0.0" in rows[0] and "| +25.0 |" in rows[0]
+    assert (workdir / "RESULTS-all.md").is_file()
+    assert main(["bench", "shapes", "--workdir", str(tmp_path / "empty"), "--collect"]) == 2

@@ -27,6 +27,7 @@ from spr.eval.world.sft import flat_metrics, train_baseline
 from spr.eval.world.sizes import BenchSize
 from spr.eval.world.spr_stage import run_spr
 from spr.eval.world.world import World, build_world
+from spr.shared.errors import SprError
 
 RESULTS_MD = "RESULTS.md"
 
@@ -124,6 +125,7 @@ def run_bench(
             "parameters": baseline.parameters,
             "seconds": baseline.seconds,
             "reused": baseline.reused,
+            "vision_tokens": baseline.vision_tokens,
             "curve": [asdict(point) for point in baseline.curve],
         },
         "clip": {"trained": clip is not None, **(asdict(clip) if clip is not None else {})},
@@ -157,6 +159,26 @@ def run_seeds(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
     return runs
+
+
+def collect(workdir: Path, markdown: Path | None = None) -> str:
+    """One report from the runs already in ``workdir``: the main run (``results.json``) and every
+    ablation run beside it (``results-<variant>.json``) as one ablation table. Written to
+    ``workdir/RESULTS-all.md`` and ``markdown`` (between its report markers, if it has them)."""
+    from spr.eval.world.report import ablations_markdown, write_report
+
+    paths = BenchPaths(workdir)
+    main_file = paths.results("spr", "json")
+    if not main_file.is_file():
+        raise SprError(f"{main_file} not found: run `spr bench shapes --workdir {workdir}` first")
+    runs = [json.loads(main_file.read_text(encoding="utf-8"))]
+    for path in sorted(workdir.glob("results-*.json")):
+        runs.append(json.loads(path.read_text(encoding="utf-8")))
+    text = results_markdown(runs[0]) + "\n" + "\n".join(ablations_markdown(runs))
+    (workdir / "RESULTS-all.md").write_text(text, encoding="utf-8")
+    if markdown is not None:
+        write_report(markdown, text)
+    return text
 
 
 def _timed(wall: dict[str, float], name: str, step: Any) -> Any:

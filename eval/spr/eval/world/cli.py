@@ -58,6 +58,12 @@ def register(subparsers: Any) -> None:
         "--only", choices=("baseline",), default=None, help="stop after the world and the SFT baseline"
     )
     shapes.add_argument(
+        "--collect",
+        action="store_true",
+        help="train nothing: write one report (main run + every ablation run) from WORKDIR's results "
+        "files to WORKDIR/RESULTS-all.md and --markdown",
+    )
+    shapes.add_argument(
         "--markdown", type=Path, default=None, metavar="FILE.md", help="also write the report here"
     )
     ablation = shapes.add_argument_group("SPR variant (ablations; the cached baseline is reused)")
@@ -77,10 +83,13 @@ def register(subparsers: Any) -> None:
 def _shapes(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from spr.eval.world.bench import RESULTS_MD, BenchPaths, prepare_baseline, run_bench, run_seeds
+    from spr.eval.world.bench import RESULTS_MD, BenchPaths, collect, prepare_baseline, run_bench, run_seeds
     from spr.eval.world.sizes import SIZES
     from spr.shared.errors import SprError
 
+    if args.collect:
+        print(collect(args.workdir, args.markdown))
+        return 0
     if min([args.seed, *(args.seeds or [])]) < 0:
         raise SprError("--seed / --seeds must be >= 0")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):

@@ -97,6 +97,14 @@ def _curve(sft: dict[str, Any]) -> list[str]:
         + (" (reused from cache)." if sft["reused"] else "."),
         "",
     ]
+    tokens = sft.get("vision_tokens") or {}
+    if tokens:
+        head += [
+            "Vision tower pre-trained on per-token labels first; token accuracy on fresh scenes: "
+            f"colour {_pct(tokens['colour_acc'])} %, shape {_pct(tokens['shape_acc'])} % (object "
+            f"tokens), background {_pct(tokens['background_acc'])} %.",
+            "",
+        ]
     rows = [
         [
             str(p["step"]),
@@ -253,3 +261,55 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
         [[s, *(f"{run['wall_s'].get(s, 0):.0f}" for run in runs)] for s in stages],
     )
     return "\n".join(out)
+
+
+SETTINGS_SHOWN = ("semantic_lambda", "localization", "refine", "samples_per_prompt", "min_margin")
+REPORT_START = "<!-- bench:start -->"
+REPORT_END = "<!-- bench:end -->"
+
+
+def ablations_markdown(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Every SPR variant run on the same baseline (one results JSON each, the main run first): the
+    settings that differ from the main run, and accuracy at each IoU in points over the baseline."""
+    main = runs[0]
+    reference = main["config"]["spr"]
+    base = main["eval"]["baseline"]
+    rows = []
+    for run in runs:
+        variant = run["variant"]
+        spr = run["config"]["spr"]
+        changed = (
+            ", ".join(f"{k} {spr[k]}" for k in SETTINGS_SHOWN if spr[k] != reference[k]) or "main settings"
+        )
+        for arm in (variant, f"{variant}-sft-chosen"):
+            if arm not in run["eval"]:
+                continue
+            cells = []
+            for task in ("rec", "regions"):
+                cells += [
+                    f"{100.0 * (run['eval'][arm][task][f'acc@{t}'] - base[task][f'acc@{t}']):+.1f}"
+                    for t in THRESHOLDS
+                ]
+            rows.append([_label(arm, variant), changed, *cells])
+    header = ["arm", "settings", *(f"REC @{t}" for t in THRESHOLDS), *(f"regions @{t}" for t in THRESHOLDS)]
+    return [
+        "## Ablations (points over the baseline, same baseline and test split)",
+        "",
+        "REC: accuracy at IoU; regions: matched-box accuracy at IoU.",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def write_report(target: Any, text: str) -> None:
+    """Write ``text`` to the path ``target``: between the report markers when the file has them (so
+    hand-written text around them stays), else as the whole file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    body = f"{REPORT_START}\n{text.rstrip()}\n{REPORT_END}\n"
+    if target.is_file():
+        current = target.read_text(encoding="utf-8")
+        start, end = current.find(REPORT_START), current.find(REPORT_END)
+        if 0 <= start < end:
+            target.write_text(current[:start] + body + current[end + len(REPORT_END) + 1 :], encoding="utf-8")
+            return
+    target.write_text(body, encoding="utf-8")

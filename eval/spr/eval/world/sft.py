@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 from spr.eval.world.sft_data import Encoder, SceneExamples, SceneSpec, scene_batches
+from spr.eval.world.vision_pretrain import VisionPretrainConfig
 from spr.eval.world.world import World
 from spr.shared.errors import SprError
 from spr.shared.tiny import Qwen2VLSpec
@@ -66,6 +67,7 @@ class SftConfig:
         SftStage("two to four objects", 1500, (2, 4), ("rec",)),
         SftStage("five to nine objects", 3000, (5, 9)),
     )
+    vision_pretrain: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 100
@@ -106,6 +108,7 @@ class SftResult:
     seconds: float
     parameters: int
     reused: bool = False
+    vision_tokens: dict[str, float] = field(default_factory=dict)
 
 
 def _identity(config: SftConfig, world: World) -> dict[str, Any]:
@@ -128,7 +131,14 @@ def load_cached(out: Path, config: SftConfig, world: World) -> SftResult | None:
     if record.get("identity") != _identity(config, world):
         raise SftError(f"{out} holds a baseline trained with another config or world; use another folder")
     curve = [CurvePoint(**point) for point in record["curve"]]
-    return SftResult(out, curve, float(record["seconds"]), int(record["parameters"]), reused=True)
+    return SftResult(
+        out,
+        curve,
+        float(record["seconds"]),
+        int(record["parameters"]),
+        reused=True,
+        vision_tokens=record.get("vision_tokens", {}),
+    )
 
 
 def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
@@ -152,13 +162,20 @@ def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
     torch.manual_seed(config.seed)
     model = auto_model.from_pretrained(staging / "init", dtype=torch.float32).to(config.device)
     parameters = sum(p.numel() for p in model.parameters())
+    started = time.monotonic()
+    vision_tokens: dict[str, float] = {}
+    if config.vision_pretrain.steps:
+        from spr.eval.world.vision_pretrain import pretrain_vision
+
+        vision_tokens = pretrain_vision(
+            model, processor, world.config.image_size, config.vision_pretrain, config.device, config.seed
+        )
     # Every parameter is in the optimizer; AdamW skips those a stage leaves frozen (no gradient).
     everything = list(model.parameters())
     optimizer = torch.optim.AdamW(everything, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
     encoder = Encoder(processor, world.root)
     curve: list[CurvePoint] = []
-    started = time.monotonic()
     step = 0
     losses: list[float] = []
     logger.info("SFT: %d parameters, %d steps, fresh scenes every step", parameters, config.total_steps)
@@ -197,13 +214,14 @@ def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
         "curve": [asdict(point) for point in curve],
         "seconds": seconds,
         "parameters": parameters,
+        "vision_tokens": vision_tokens,
     }
     (final / SFT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
     final.rename(out)
     shutil.rmtree(staging, ignore_errors=True)
     logger.info("SFT baseline (%d parameters) trained in %.0f s -> %s", parameters, seconds, out)
-    return SftResult(out, curve, seconds, parameters)
+    return SftResult(out, curve, seconds, parameters, vision_tokens=vision_tokens)
 
 
 def _stage_batches(encoder: Encoder, world: World, config: SftConfig, index: int) -> Iterator[dict[str, Any]]:
