@@ -210,12 +210,27 @@ def _ensure_clip(world: World, paths: BenchPaths, size: BenchSize) -> ClipResult
 def _evaluate(
     world: World, model: Path, adapter: Path | None, name: str, paths: BenchPaths, size: BenchSize
 ) -> dict[str, Any]:
-    """`spr eval rec` and `spr eval regions` on the test split (greedy), results under eval/<name>/."""
+    """`spr eval rec` and `spr eval regions` on the test split (greedy), results under eval/<name>/.
+
+    The baseline's results are reused when an earlier run evaluated the same checkpoint with the same
+    settings (ablations run beside the main run on the same cached baseline)."""
     from spr.eval.jobs import EvalJob, SplitFiles, run_rec, run_regions
     from spr.eval.models import ModelSpec
     from spr.eval.rec import Decoding
 
     out = paths.eval(name)
+    stamp = out / "evaluated.json"
+    identity = {
+        "model": (model / "sft.json").read_text(encoding="utf-8") if (model / "sft.json").is_file() else "",
+        "limit": size.eval_limit,
+        "rec_tokens": size.eval_rec_tokens,
+        "region_tokens": size.eval_region_tokens,
+    }
+    if adapter is None and stamp.is_file():
+        record = json.loads(stamp.read_text(encoding="utf-8"))
+        if record.get("identity") == identity:
+            logger.info("bench: %s was evaluated with these settings; reusing %s", name, out)
+            return record["metrics"]  # type: ignore[no-any-return]
     spec = ModelSpec(
         model=model, adapter=adapter, torch_threads=size.spr.torch_threads, device=size.sft.device
     )
@@ -238,4 +253,7 @@ def _evaluate(
             **common,
         )
     )
-    return {"rec": flat_metrics(rec.results), "regions": flat_metrics(regions.results)}
+    metrics = {"rec": flat_metrics(rec.results), "regions": flat_metrics(regions.results)}
+    if adapter is None:
+        stamp.write_text(json.dumps({"identity": identity, "metrics": metrics}) + "\n", encoding="utf-8")
+    return metrics

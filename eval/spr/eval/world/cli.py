@@ -77,6 +77,12 @@ def register(subparsers: Any) -> None:
     ablation.add_argument("--localization", choices=("paper", "hungarian"), default=None)
     ablation.add_argument("--no-refine", action="store_true", help="turn the scorer's box refinement off")
     ablation.add_argument("--samples", type=int, default=None, metavar="K", help="samples per prompt")
+    ablation.add_argument(
+        "--dpo-learning-rate", type=float, default=None, metavar="LR", help="trainer learning rate"
+    )
+    ablation.add_argument(
+        "--dpo-epochs", type=int, default=None, metavar="N", help="trainer epochs over the pairs"
+    )
     shapes.set_defaults(handler=_shapes)
 
 
@@ -115,6 +121,17 @@ def _shapes(args: argparse.Namespace) -> int:
         if args.samples < 1:
             raise SprError(f"--samples must be >= 1, got {args.samples}")
         changes["samples_per_prompt"] = args.samples
+    trainer_args: list[str] = []
+    if args.dpo_learning_rate is not None:
+        if not 0.0 < args.dpo_learning_rate < 1.0:
+            raise SprError(f"--dpo-learning-rate must be in (0, 1), got {args.dpo_learning_rate}")
+        trainer_args += ["--learning_rate", str(args.dpo_learning_rate)]
+    if args.dpo_epochs is not None:
+        if args.dpo_epochs < 1:
+            raise SprError(f"--dpo-epochs must be >= 1, got {args.dpo_epochs}")
+        trainer_args += ["--num_train_epochs", str(args.dpo_epochs)]
+    if trainer_args:
+        changes["trainer_args"] = (*size.spr.trainer_args, *trainer_args)
     size = replace(size, spr=replace(size.spr, **changes))  # type: ignore[arg-type]
     if args.only == "baseline":
         _, baseline = prepare_baseline(args.workdir, size)

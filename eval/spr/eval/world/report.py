@@ -263,7 +263,14 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-SETTINGS_SHOWN = ("semantic_lambda", "localization", "refine", "samples_per_prompt", "min_margin")
+SETTINGS_SHOWN = (
+    "semantic_lambda",
+    "localization",
+    "refine",
+    "samples_per_prompt",
+    "min_margin",
+    "trainer_args",
+)
 REPORT_START = "<!-- bench:start -->"
 REPORT_END = "<!-- bench:end -->"
 
@@ -290,7 +297,7 @@ def ablations_markdown(runs: Sequence[dict[str, Any]]) -> list[str]:
                     f"{100.0 * (run['eval'][arm][task][f'acc@{t}'] - base[task][f'acc@{t}']):+.1f}"
                     for t in THRESHOLDS
                 ]
-            rows.append([_label(arm, variant), changed, *cells])
+            rows.append([_label(arm, variant), changed or "main settings", *cells])
     header = ["arm", "settings", *(f"REC @{t}" for t in THRESHOLDS), *(f"regions @{t}" for t in THRESHOLDS)]
     return [
         "## Ablations (points over the baseline, same baseline and test split)",

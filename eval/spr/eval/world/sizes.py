@@ -64,7 +64,7 @@ SMOKE = BenchSize(
         expressions_per_image=2,
     ),
     sft=SftConfig(
-        vision_pretrain=VisionPretrainConfig(steps=2, batch_size=4, eval_scenes=4),
+        vision_pretrain=VisionPretrainConfig(steps=2, batch_size=4, box_weight=1.0, eval_scenes=4),
         stages=(SftStage("one object", 4, (1, 1), ("rec",)), SftStage("several objects", 4, (5, 9))),
         batch_size=4,
         warmup_steps=2,
@@ -81,8 +81,12 @@ SMOKE = BenchSize(
 
 # The SFT baseline is the one-time cost (cached in WORKDIR/baseline; `--only baseline` trains it alone):
 # 3,000 steps of 32 fresh scenes, about 45 min on 2 CPU cores (0.75 / 0.8 / 1.1 s per step by stage).
-# The vision tower stays frozen: a stage that trained it lost the one-object skill in a GPU trial, and
-# dense pre-training of the tower (vision_pretrain) slowed the first stage down in a CPU trial.
+# The vision tower stays frozen (SYNTHETIC_WORLD.md). Training it in the last stage was tried once on a
+# GPU (one-object REC on val fell to 0 %, but the frozen default also loses most of that skill once
+# scenes hold several objects, so the trial does not separate the two). Dense pre-training of the tower
+# (vision_pretrain, 500 steps) was tried on CPU: with colour and shape labels the one-object stage was
+# ahead at step 400 (val_single mIoU 0.15 vs 0.07) but was stopped there; with the box head as well it
+# fell behind (0.02 vs 0.41 at step 800). Neither is in the default until a full run says more.
 # The per-run part (SPR + three evaluated arms) is sized for 2 cores: 64 SPR tasks x 3 prompts x 4
 # samples, 100 test images.
 DEFAULT = BenchSize(

@@ -33,6 +33,7 @@ class VisionPretrainConfig:
     min_objects: int = 1
     max_objects: int = 9
     min_cover: float = 0.25
+    box_weight: float = 0.0
     eval_scenes: int = 64
 
 
@@ -116,7 +117,7 @@ def pretrain_vision(
     """Train ``model.model.visual`` (in place) on per-token colour and shape labels of fresh
     ``side``-pixel scenes; returns token metrics on fresh scenes after training (fractions):
     ``colour_acc``/``shape_acc`` over object tokens, ``background_acc`` over the others, and
-    ``box_iou``: mean IoU of the box object tokens predict with their shape's box."""
+    ``box_iou`` (with ``box_weight`` > 0): mean IoU of the boxes object tokens predict."""
     import torch
 
     visual = model.model.visual
@@ -143,8 +144,9 @@ def pretrain_vision(
         objects = colour > 0
         loss: Any = torch.nn.functional.cross_entropy(heads["colour"](tokens), colour)
         loss = loss + torch.nn.functional.cross_entropy(heads["shape"](tokens), shape)
-        # L1 on fractions of the side, times 10 so a box error weighs about what a class error does
-        loss = loss + 10 * torch.nn.functional.l1_loss(heads["box"](tokens[objects]), box[objects])
+        if config.box_weight:
+            box_loss = torch.nn.functional.l1_loss(heads["box"](tokens[objects]), box[objects])
+            loss = loss + config.box_weight * box_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -166,8 +168,9 @@ def pretrain_vision(
         "colour_acc": float(colour_hit[objects].float().mean()),
         "shape_acc": float(shape_hit[objects].float().mean()),
         "background_acc": float((colour_hit & shape_hit)[~objects].float().mean()),
-        "box_iou": float(ious.mean()),
     }
+    if config.box_weight:
+        metrics["box_iou"] = float(ious.mean())
     logger.info("vision pre-training: token accuracy on fresh scenes %s", metrics)
     return metrics
 
