@@ -230,3 +230,24 @@ def test_collect_reports_the_main_run_and_every_ablation(smoke_run: Path, tmp_pa
     assert len(rows) == 1 and "semantic_lambda 0.0" in rows[0] and "| +25.0 |" in rows[0]
     assert (workdir / "RESULTS-all.md").is_file()
     assert main(["bench", "shapes", "--workdir", str(tmp_path / "empty"), "--collect"]) == 2
+
+
+def test_cached_baseline_identity_ignores_the_settings_of_skipped_vision_pretraining(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from spr.eval.world.sft import SftError, _identity, load_cached
+    from spr.eval.world.sizes import DEFAULT
+    from spr.eval.world.world import World
+
+    world = World(tmp_path / "world", DEFAULT.world)
+    identity = _identity(DEFAULT.sft, world)
+    # a baseline recorded before the pre-training config had its later fields
+    del identity["sft"]["vision_pretrain"]["box_weight"]
+    (tmp_path / "baseline").mkdir()
+    record = {"identity": identity, "curve": [], "seconds": 1.0, "parameters": 7}
+    (tmp_path / "baseline" / "sft.json").write_text(json.dumps(record))
+    cached = load_cached(tmp_path / "baseline", DEFAULT.sft, world)
+    assert cached is not None and cached.reused and cached.parameters == 7
+    pretrained = replace(DEFAULT.sft, vision_pretrain=replace(DEFAULT.sft.vision_pretrain, steps=10))
+    with pytest.raises(SftError, match="another config"):
+        load_cached(tmp_path / "baseline", pretrained, world)

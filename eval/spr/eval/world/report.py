@@ -23,10 +23,11 @@ def results_markdown(results: dict[str, Any]) -> str:
     evals = results["eval"]
     variant = results["variant"]
     models = [(key, _label(key, variant)) for key in evals]
+    source = "results.json" if variant == "spr" else f"results-{variant}.json"
     out = [
         f"# Synthetic-world benchmark: {results['size']} size, seed {results['seed']}",
         "",
-        f"Written by `spr bench shapes` on {results['created_at']} from `results.json`; do not edit by hand.",
+        f"Written by `spr bench shapes` on {results['created_at']} from `{source}`; do not edit by hand.",
         "",
     ]
     if results["size"] == "smoke":

@@ -120,6 +120,17 @@ def _identity(config: SftConfig, world: World) -> dict[str, Any]:
     return json.loads(json.dumps({"sft": data, "world": asdict(world.config)}))  # type: ignore[no-any-return]
 
 
+def _comparable(identity: Any) -> Any:
+    """An identity with skipped vision pre-training reduced to ``{"steps": 0}``: its other settings
+    (and settings added to it later) do not change a baseline that never ran it."""
+    if not isinstance(identity, dict):
+        return identity
+    sft = dict(identity.get("sft", {}))
+    if sft.get("vision_pretrain", {}).get("steps", 0) == 0:
+        sft["vision_pretrain"] = {"steps": 0}
+    return {**identity, "sft": sft}
+
+
 def load_cached(out: Path, config: SftConfig, world: World) -> SftResult | None:
     """The baseline in ``out`` when it was trained with this config on this world; None when absent."""
     marker = out / SFT_FILE
@@ -128,7 +139,7 @@ def load_cached(out: Path, config: SftConfig, world: World) -> SftResult | None:
             raise SftError(f"{out} exists but holds no finished baseline ({SFT_FILE}); remove it")
         return None
     record = json.loads(marker.read_text(encoding="utf-8"))
-    if record.get("identity") != _identity(config, world):
+    if _comparable(record.get("identity")) != _comparable(_identity(config, world)):
         raise SftError(f"{out} holds a baseline trained with another config or world; use another folder")
     curve = [CurvePoint(**point) for point in record["curve"]]
     return SftResult(
