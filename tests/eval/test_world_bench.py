@@ -251,3 +251,25 @@ def test_cached_baseline_identity_ignores_the_settings_of_skipped_vision_pretrai
     pretrained = replace(DEFAULT.sft, vision_pretrain=replace(DEFAULT.sft.vision_pretrain, steps=10))
     with pytest.raises(SftError, match="another config"):
         load_cached(tmp_path / "baseline", pretrained, world)
+
+
+def test_scene_workers_draw_different_scenes_in_a_reproducible_order(tiny_models: Any) -> None:
+    from spr.eval.world.scene_stream import scene_loader
+    from transformers import AutoProcessor
+
+    auto_processor: Any = AutoProcessor
+    encoder = Encoder(auto_processor.from_pretrained(tiny_models.qwen2vl), Path("."))
+    scenes = SceneExamples(SceneSpec(image_size=64, min_objects=1, max_objects=1, kinds=("rec",)))
+
+    def first_batches() -> list[Any]:
+        batches = scene_loader(encoder, scenes, batch_size=2, seed=[5], workers=2)
+        return [next(batches) for _ in range(4)]
+
+    taken = first_batches()
+    assert all(batch["input_ids"].shape[0] == 2 for batch in taken)
+    assert not np.array_equal(taken[0]["pixel_values"].numpy(), taken[1]["pixel_values"].numpy())
+    again = first_batches()  # batches alternate between workers, each seeded by its id
+    assert all(
+        np.array_equal(a["pixel_values"].numpy(), b["pixel_values"].numpy())
+        for a, b in zip(taken, again, strict=True)
+    )
