@@ -287,7 +287,8 @@ def ablations_markdown(runs: Sequence[dict[str, Any]]) -> list[str]:
         variant = run["variant"]
         spr = run["config"]["spr"]
         changed = (
-            ", ".join(f"{k} {spr[k]}" for k in SETTINGS_SHOWN if spr[k] != reference[k]) or "main settings"
+            ", ".join(f"{k} {_setting(spr[k])}" for k in SETTINGS_SHOWN if spr[k] != reference[k])
+            or "main settings"
         )
         for arm in (variant, f"{variant}-sft-chosen"):
             if arm not in run["eval"]:
@@ -298,15 +299,34 @@ def ablations_markdown(runs: Sequence[dict[str, Any]]) -> list[str]:
                     f"{100.0 * (run['eval'][arm][task][f'acc@{t}'] - base[task][f'acc@{t}']):+.1f}"
                     for t in THRESHOLDS
                 ]
+            regions = run["eval"][arm]["regions"]
+            cells += [
+                f"{100.0 * (regions['mean_s_loc'] - base['regions']['mean_s_loc']):+.1f}",
+                _pct(regions["parse_problem_rate"]),
+            ]
             rows.append([_label(arm, variant), changed or "main settings", *cells])
-    header = ["arm", "settings", *(f"REC @{t}" for t in THRESHOLDS), *(f"regions @{t}" for t in THRESHOLDS)]
+    header = [
+        "arm",
+        "settings",
+        *(f"REC @{t}" for t in THRESHOLDS),
+        *(f"regions @{t}" for t in THRESHOLDS),
+        "S_loc",
+        "parse %",
+    ]
     return [
         "## Ablations (points over the baseline, same baseline and test split)",
         "",
-        "REC: accuracy at IoU; regions: matched-box accuracy at IoU.",
+        "REC: accuracy at IoU; regions: matched-box accuracy at IoU and mean S_loc, in points over the "
+        f"baseline; parse %: region answers with a parse problem (baseline "
+        f"{_pct(base['regions']['parse_problem_rate'])} %).",
         "",
         *_table(header, rows),
     ]
+
+
+def _setting(value: Any) -> str:
+    """A config value as a reader types it: a list of CLI arguments joined with spaces."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def write_report(target: Any, text: str) -> None:
