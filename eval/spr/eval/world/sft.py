@@ -278,33 +278,19 @@ def _evaluate(
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     spec = ModelSpec(model=folder, torch_threads=config.threads, device=config.device)
-    rec = run_rec(
-        EvalJob(
-            splits=[SplitFiles(world.rec("val"), "val")],
+
+    def job(path: Path, split: str, tokens: int) -> EvalJob:
+        return EvalJob(
+            splits=[SplitFiles(path, split)],
             data_root=world.root,
             model=spec,
-            decoding=Decoding(max_new_tokens=config.eval_rec_tokens),
+            decoding=Decoding(max_new_tokens=tokens),
             limit=config.eval_limit,
         )
-    ).results
-    regions = run_regions(
-        EvalJob(
-            splits=[SplitFiles(world.regions("val"), "val")],
-            data_root=world.root,
-            model=spec,
-            decoding=Decoding(max_new_tokens=config.eval_region_tokens),
-            limit=config.eval_limit,
-        )
-    ).results
-    single = run_rec(
-        EvalJob(
-            splits=[SplitFiles(world.rec("val_single"), "val_single")],
-            data_root=world.root,
-            model=spec,
-            decoding=Decoding(max_new_tokens=config.eval_rec_tokens),
-            limit=config.eval_limit,
-        )
-    ).results
+
+    rec = run_rec(job(world.rec("val"), "val", config.eval_rec_tokens)).results
+    regions = run_regions(job(world.regions("val"), "val", config.eval_region_tokens)).results
+    single = run_rec(job(world.rec("val_single"), "val_single", config.eval_rec_tokens)).results
     point = CurvePoint(
         step, stage, 0.0, 0.0, flat_metrics(rec), flat_metrics(regions), rec_single=flat_metrics(single)
     )

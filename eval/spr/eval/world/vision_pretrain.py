@@ -83,31 +83,25 @@ class _Scenes:
         import torch
         from spr.shared.datasets.synthetic import draw_scene
 
-        pictures, colours, shapes, boxes = [], [], [], []
-        grid = 0
+        pictures, drawn_shapes = [], []
         for _ in range(count):
             objects = int(rng.integers(self.config.min_objects, self.config.max_objects + 1))
             picture, drawn = draw_scene(rng, self.side, self.side, objects)
             pictures.append(picture)
-            inputs = None
-            if not grid:
-                inputs = self.processor.image_processor(images=[picture], return_tensors="pt")
-                _, height, width = inputs["image_grid_thw"][0].tolist()
-                merge = self.processor.image_processor.merge_size
-                if height != width:
-                    raise ValueError(f"expected a square token grid, got {height} x {width} patches")
-                grid = height // merge
-            colour, shape, box = token_labels(drawn, self.side, grid, self.config.min_cover)
-            colours.append(colour)
-            shapes.append(shape)
-            boxes.append(box)
+            drawn_shapes.append(drawn)
         inputs = self.processor.image_processor(images=pictures, return_tensors="pt")
+        _, height, width = inputs["image_grid_thw"][0].tolist()
+        if height != width:
+            raise ValueError(f"expected a square token grid, got {height} x {width} patches")
+        grid = height // self.processor.image_processor.merge_size
+        labels = [token_labels(drawn, self.side, grid, self.config.min_cover) for drawn in drawn_shapes]
+        colours, shapes, boxes = (np.concatenate(part) for part in zip(*labels, strict=True))
         return (
             inputs["pixel_values"],
             inputs["image_grid_thw"],
-            torch.from_numpy(np.concatenate(colours)),
-            torch.from_numpy(np.concatenate(shapes)),
-            torch.from_numpy(np.concatenate(boxes)),
+            torch.from_numpy(colours),
+            torch.from_numpy(shapes),
+            torch.from_numpy(boxes),
         )
 
 
@@ -119,10 +113,10 @@ def pretrain_vision(
     ``colour_acc``/``shape_acc`` over object tokens, ``background_acc`` over the others, and
     ``box_iou`` (with ``box_weight`` > 0): mean IoU of the boxes object tokens predict."""
     import torch
+    from spr.shared.datasets.synthetic import COLOURS, SHAPES
 
     visual = model.model.visual
     hidden = int(model.config.text_config.hidden_size)
-    from spr.shared.datasets.synthetic import COLOURS, SHAPES
 
     heads = torch.nn.ModuleDict(
         {
