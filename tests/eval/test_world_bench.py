@@ -150,6 +150,19 @@ def test_bad_options_are_refused_with_a_message(tmp_path: Path, capsys: pytest.C
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+def test_a_gpu_gets_the_large_size_which_changes_only_the_baseline_training() -> None:
+    from dataclasses import replace
+
+    from spr.eval.world.sizes import DEFAULT, LARGE, SIZES, default_size
+
+    assert default_size("cuda") == default_size("cuda:1") == "large"
+    assert default_size("cpu") == "default"
+    assert SIZES["large"] is LARGE
+    assert LARGE.sft.total_steps > DEFAULT.sft.total_steps and LARGE.sft.vision_pretrain.steps > 0
+    # world, SPR and evaluation are the default's, so the two sizes' numbers compare
+    assert replace(LARGE, name=DEFAULT.name, sft=DEFAULT.sft) == DEFAULT
+
+
 def test_seed_report_gives_mean_and_spread_and_checks_the_goal(smoke_run: Path) -> None:
     first = json.loads((smoke_run / "results.json").read_text())
     second = copy.deepcopy(first)
@@ -230,6 +243,30 @@ def test_collect_reports_the_main_run_and_every_ablation(smoke_run: Path, tmp_pa
     assert len(rows) == 1 and "semantic_lambda 0.0" in rows[0] and "| +25.0 |" in rows[0]
     assert (workdir / "RESULTS-all.md").is_file()
     assert main(["bench", "shapes", "--workdir", str(tmp_path / "empty"), "--collect"]) == 2
+
+
+def test_collect_over_seed_folders_gives_the_seeds_report_and_each_seeds_ablations(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    main_run = json.loads((smoke_run / "results.json").read_text())
+    for seed in (0, 2, 10):  # numeric order, not 0, 10, 2
+        folder = tmp_path / f"seed-{seed}"
+        folder.mkdir()
+        run = copy.deepcopy(main_run)
+        run["seed"] = seed
+        run["eval"]["spr"]["rec"]["acc@0.9"] = seed / 100
+        (folder / "results.json").write_text(json.dumps(run))
+    ablation = copy.deepcopy(main_run)
+    ablation["variant"] = "hungarian"
+    ablation["config"]["spr"]["localization"] = "hungarian"
+    ablation["eval"] = {"baseline": main_run["eval"]["baseline"], "hungarian": main_run["eval"]["baseline"]}
+    (tmp_path / "seed-2" / "results-hungarian.json").write_text(json.dumps(ablation))
+    (tmp_path / "seed-x").mkdir()  # not a seed folder
+    assert main(["bench", "shapes", "--workdir", str(tmp_path), "--collect"]) == 0
+    text = (tmp_path / "RESULTS-all.md").read_text()
+    assert "seeds 0, 2, 10" in text
+    assert "## Ablations, seed 2 (" in text and "localization hungarian" in text
+    assert "Ablations, seed 0" not in text and "Ablations, seed 10" not in text
 
 
 def test_cached_baseline_identity_ignores_the_settings_of_skipped_vision_pretraining(tmp_path: Path) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from spr.shared.errors import SprError
 from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, Size
 
@@ -73,25 +71,16 @@ class RecPrompts(BaseModel):
     @classmethod
     def load(cls, path: Path | None = None) -> RecPrompts:
         """Templates from the YAML file ``path``, or the set shipped with the package when None."""
-        if path is None:
-            source = "the packaged rec_prompts.yaml"
-            text = resources.files(__package__).joinpath(DEFAULT_REC_PROMPTS).read_text("utf-8")
-        else:
-            source = str(path)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise PromptError(f"cannot read REC prompts {source}: {exc.strerror or exc}") from None
-        try:
-            return cls.model_validate(yaml.safe_load(text))
-        except yaml.YAMLError as exc:
-            raise PromptError(f"{source} is not valid YAML: {exc}") from None
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-                for err in exc.errors(include_url=False, include_input=False)
-            )
-            raise PromptError(f"invalid REC prompts in {source}: {problems}") from None
+        from spr.shared.yaml_files import load_yaml_model
+
+        return load_yaml_model(
+            cls,
+            path,
+            package=__package__,
+            resource=DEFAULT_REC_PROMPTS,
+            what="REC prompts",
+            error=PromptError,
+        )
 
     @classmethod
     def single(cls, text: str) -> RecPrompts:

@@ -162,23 +162,45 @@ def run_seeds(
 
 
 def collect(workdir: Path, markdown: Path | None = None) -> str:
-    """One report from the runs already in ``workdir``: the main run (``results.json``) and every
-    ablation run beside it (``results-<variant>.json``) as one ablation table. Written to
-    ``workdir/RESULTS-all.md`` and ``markdown`` (between its report markers, if it has them)."""
-    from spr.eval.world.report import ablations_markdown, write_report
+    """One report from the runs already in ``workdir``, written to ``workdir/RESULTS-all.md`` and
+    ``markdown`` (between its report markers, if it has them). Trains nothing.
 
-    paths = BenchPaths(workdir)
-    main_file = paths.results("spr", "json")
-    if not main_file.is_file():
-        raise SprError(f"{main_file} not found: run `spr bench shapes --workdir {workdir}` first")
-    runs = [json.loads(main_file.read_text(encoding="utf-8"))]
-    for path in sorted(workdir.glob("results-*.json")):
-        runs.append(json.loads(path.read_text(encoding="utf-8")))
-    text = results_markdown(runs[0]) + "\n" + "\n".join(ablations_markdown(runs))
+    With seed folders (``workdir/seed-N/results.json``, as ``--seeds`` or one ``--seed N --workdir
+    WORKDIR/seed-N`` per seed leave them): the mean ± std report over seeds, then each seed's ablation
+    runs. Otherwise: the main run (``results.json``) and every ablation run beside it
+    (``results-<variant>.json``) as one ablation table."""
+    from spr.eval.world.report import ablations_markdown, seeds_markdown, write_report
+
+    seed_dirs = sorted(
+        (path.parent for path in workdir.glob("seed-*/results.json") if path.parent.name[5:].isdigit()),
+        key=lambda path: int(path.name[5:]),
+    )
+    if seed_dirs:
+        per_seed = [_load_runs(path) for path in seed_dirs]
+        parts = [seeds_markdown([seed_runs[0] for seed_runs in per_seed])]
+        for seed_runs in per_seed:
+            if len(seed_runs) > 1:
+                parts += ablations_markdown(seed_runs, f"Ablations, seed {seed_runs[0]['seed']}")
+        text = "\n".join(parts)
+    else:
+        main_file = BenchPaths(workdir).results("spr", "json")
+        if not main_file.is_file():
+            raise SprError(
+                f"neither {main_file} nor {workdir}/seed-N/results.json found: run `spr bench shapes "
+                f"--workdir {workdir}` (or --seeds) first"
+            )
+        runs = _load_runs(workdir)
+        text = results_markdown(runs[0]) + "\n" + "\n".join(ablations_markdown(runs))
     (workdir / "RESULTS-all.md").write_text(text, encoding="utf-8")
     if markdown is not None:
         write_report(markdown, text)
     return text
+
+
+def _load_runs(workdir: Path) -> list[dict[str, Any]]:
+    """The main run's results in ``workdir`` first, then every variant's (sorted by name)."""
+    files = [BenchPaths(workdir).results("spr", "json"), *sorted(workdir.glob("results-*.json"))]
+    return [json.loads(path.read_text(encoding="utf-8")) for path in files]
 
 
 def _timed(wall: dict[str, float], name: str, step: Any) -> Any:

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-SIZE_NAMES = ("smoke", "default")
+SIZE_NAMES = ("smoke", "default", "large")
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +29,12 @@ def register(subparsers: Any) -> None:
     )
     shapes.add_argument("--workdir", type=Path, default=Path("runs/bench-shapes"), metavar="DIR")
     size = shapes.add_mutually_exclusive_group()
-    size.add_argument("--size", choices=SIZE_NAMES, default="default", help="run size (default: default)")
+    size.add_argument(
+        "--size",
+        choices=SIZE_NAMES,
+        default=None,
+        help="run size (default: large with a CUDA --device, else default)",
+    )
     size.add_argument("--smoke", action="store_const", const="smoke", dest="size", help="= --size smoke")
     seeds = shapes.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="world, model and SPR seed")
@@ -90,7 +95,7 @@ def _shapes(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from spr.eval.world.bench import RESULTS_MD, BenchPaths, collect, prepare_baseline, run_bench, run_seeds
-    from spr.eval.world.sizes import SIZES
+    from spr.eval.world.sizes import SIZES, default_size
     from spr.shared.errors import SprError
 
     if args.collect:
@@ -106,7 +111,12 @@ def _shapes(args: argparse.Namespace) -> int:
         raise SprError(f"--data-workers must be >= 0, got {args.data_workers}")
     if not args.variant.replace("-", "").replace("_", "").isalnum() or args.variant == "baseline":
         raise SprError(f"--variant must be letters, digits, - or _ and not 'baseline'; got {args.variant!r}")
-    size = SIZES[args.size].with_seed(args.seed).with_threads(args.threads).with_device(args.device)
+    size = (
+        SIZES[args.size or default_size(args.device)]
+        .with_seed(args.seed)
+        .with_threads(args.threads)
+        .with_device(args.device)
+    )
     size = size.with_data_workers(args.data_workers)
     changes: dict[str, object] = {}
     if args.semantic_lambda is not None:

@@ -198,7 +198,8 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
     out = [
         f"# Synthetic-world benchmark: {first['size']} size, seeds {', '.join(map(str, seeds))}",
         "",
-        "Written by `spr bench shapes --seeds ...` from the per-seed `results.json`; do not edit by hand.",
+        "Written by `spr bench shapes` (`--seeds` or `--collect`) from the per-seed `results.json`; do not "
+        "edit by hand.",
         "Mean ± std over seeds, in %.",
         "",
     ]
@@ -276,7 +277,7 @@ REPORT_START = "<!-- bench:start -->"
 REPORT_END = "<!-- bench:end -->"
 
 
-def ablations_markdown(runs: Sequence[dict[str, Any]]) -> list[str]:
+def ablations_markdown(runs: Sequence[dict[str, Any]], title: str = "Ablations") -> list[str]:
     """Every SPR variant run on the same baseline (one results JSON each, the main run first): the
     settings that differ from the main run, and accuracy at each IoU in points over the baseline."""
     main = runs[0]
@@ -314,7 +315,7 @@ def ablations_markdown(runs: Sequence[dict[str, Any]]) -> list[str]:
         "parse %",
     ]
     return [
-        "## Ablations (points over the baseline, same baseline and test split)",
+        f"## {title} (points over the baseline, same baseline and test split)",
         "",
         "REC: accuracy at IoU; regions: matched-box accuracy at IoU and mean S_loc, in points over the "
         f"baseline; parse %: region answers with a parse problem (baseline "

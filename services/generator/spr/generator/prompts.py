@@ -11,12 +11,10 @@ from __future__ import annotations
 import string
 from collections import Counter
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from spr.generator.coordinates import BoxT, crop_rect
 from spr.shared.errors import SprError
 from spr.shared.schemas import GroundingFormat, PromptRecord, PromptType, RegionTask, Size
@@ -113,27 +111,17 @@ class PromptSet:
     @classmethod
     def load(cls, path: Path | None = None) -> PromptSet:
         """Templates from the YAML file ``path``, or the set shipped with the package when None."""
-        if path is None:
-            source = "the packaged prompts.yaml"
-            text = resources.files(__package__).joinpath(DEFAULT_PROMPTS_RESOURCE).read_text("utf-8")
-        else:
-            source = str(path)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise PromptConfigError(f"cannot read prompt templates {source}: {exc}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise PromptConfigError(f"{source} is not valid YAML: {exc}") from None
-        try:
-            return cls(_PromptFile.model_validate(data).prompts)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-                for err in exc.errors(include_url=False, include_input=False)
-            )
-            raise PromptConfigError(f"invalid prompt templates in {source}: {problems}") from None
+        from spr.shared.yaml_files import load_yaml_model
+
+        prompt_file = load_yaml_model(
+            _PromptFile,
+            path,
+            package=__package__,
+            resource=DEFAULT_PROMPTS_RESOURCE,
+            what="prompt templates",
+            error=PromptConfigError,
+        )
+        return cls(prompt_file.prompts)
 
     @property
     def canonical(self) -> PromptTemplate:
