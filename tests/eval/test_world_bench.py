@@ -183,6 +183,8 @@ def test_seed_report_gives_mean_and_spread_and_checks_the_goal(smoke_run: Path) 
     assert "- rec: gain at IoU 0.8 / 0.9 = +60.0 / +60.0 points (spread 14.1 / 14.1): beats" in text
     assert "- regions: gain at IoU 0.8 / 0.9 = +0.0 / +0.0 points (spread 0.0 / 0.0): does NOT beat" in text
     assert "- rec: DPO beats SFT on chosen at IoU 0.8 (60.0 vs 0.0 %)." in text
+    seconds = [f"{run['sft']['seconds']:.0f}" for run in (first, second)]
+    assert f"| SFT baseline training | {seconds[0]} | {seconds[1]} |" in text
 
 
 def test_token_labels_mark_the_cells_a_shape_covers() -> None:

@@ -256,12 +256,17 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
                 f"({100 * dpo:.1f} vs {100 * sft:.1f} %)."
             )
     out += ["## The goal, checked", "", *verdict, ""]
-    out += ["## Wall time per seed (s)", ""]
+    out += [
+        "## Wall time per seed (s)",
+        "",
+        "A baseline reused from the cache shows ~0 in its first row; the last row is how long its "
+        "training took when it ran (possibly on another machine).",
+        "",
+    ]
     stages = list(first["wall_s"])
-    out += _table(
-        ["stage", *map(str, seeds)],
-        [[s, *(f"{run['wall_s'].get(s, 0):.0f}" for run in runs)] for s in stages],
-    )
+    rows = [[s, *(f"{run['wall_s'].get(s, 0):.0f}" for run in runs)] for s in stages]
+    rows.append(["SFT baseline training", *(f"{run['sft']['seconds']:.0f}" for run in runs)])
+    out += _table(["stage", *map(str, seeds)], rows)
     return "\n".join(out)
 
 
