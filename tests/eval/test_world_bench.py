@@ -181,8 +181,15 @@ def test_seed_report_gives_mean_and_spread_and_checks_the_goal(smoke_run: Path) 
         in text
     )
     assert "- rec: gain at IoU 0.8 / 0.9 = +60.0 / +60.0 points (spread 14.1 / 14.1): beats" in text
-    assert "- regions: gain at IoU 0.8 / 0.9 = +0.0 / +0.0 points (spread 0.0 / 0.0): does NOT beat" in text
-    assert "- rec: DPO beats SFT on chosen at IoU 0.8 (60.0 vs 0.0 %)." in text
+    assert "the gain grows with the threshold" in text
+    # no gain anywhere neither beats the spread nor grows
+    regions = "- regions: gain at IoU 0.8 / 0.9 = +0.0 / +0.0 points (spread 0.0 / 0.0): does NOT beat"
+    assert regions in text and "the gain does NOT grow" in text
+    assert (
+        "- rec: DPO beats SFT on chosen at IoU 0.8 by more than the spread (60.0 vs 0.0 %; difference "
+        "+60.0 ± 14.1 points)." in text
+    )
+    assert "- regions: DPO does NOT beat SFT on chosen" in text
     seconds = [f"{run['sft']['seconds']:.0f}" for run in (first, second)]
     assert f"| SFT baseline training | {seconds[0]} | {seconds[1]} |" in text
 

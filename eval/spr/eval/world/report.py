@@ -237,7 +237,8 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
             rows.append([_label(arm, variant), task, *(f"{m:+.1f} ± {s:.1f}" for m, s in diffs.values())])
             if arm == variant:
                 beats = all(diffs[t][0] > diffs[t][1] and diffs[t][0] > 0 for t in ("0.8", "0.9"))
-                grows = diffs["0.9"][0] >= diffs["0.8"][0] >= diffs["0.5"][0]
+                # a gain of zero at every threshold does not "grow"
+                grows = diffs["0.8"][0] > 0 and diffs["0.9"][0] >= diffs["0.8"][0] >= diffs["0.5"][0]
                 verdict.append(
                     f"- {task}: gain at IoU 0.8 / 0.9 = {diffs['0.8'][0]:+.1f} / {diffs['0.9'][0]:+.1f} "
                     "points "
@@ -251,9 +252,17 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
         for task in ("rec", "regions"):
             dpo = _mean_std([run["eval"][variant][task]["acc@0.8"] for run in runs])[0]
             sft = _mean_std([run["eval"][chosen][task]["acc@0.8"] for run in runs])[0]
+            gap, spread = _mean_std(
+                [
+                    100.0 * (run["eval"][variant][task]["acc@0.8"] - run["eval"][chosen][task]["acc@0.8"])
+                    for run in runs
+                ]
+            )
+            better = "beats" if gap > max(spread, 0.0) else "does NOT beat"
             verdict.append(
-                f"- {task}: DPO {'beats' if dpo > sft else 'does NOT beat'} SFT on chosen at IoU 0.8 "
-                f"({100 * dpo:.1f} vs {100 * sft:.1f} %)."
+                f"- {task}: DPO {better} SFT on chosen at IoU 0.8 "
+                f"by more than the spread ({100 * dpo:.1f} vs {100 * sft:.1f} %; difference {gap:+.1f} ± "
+                f"{spread:.1f} points)."
             )
     out += ["## The goal, checked", "", *verdict, ""]
     out += [
