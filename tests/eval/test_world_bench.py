@@ -190,6 +190,8 @@ def test_seed_report_gives_mean_and_spread_and_checks_the_goal(smoke_run: Path) 
         "+60.0 ± 14.1 points)." in text
     )
     assert "- regions: DPO does NOT beat SFT on chosen" in text
+    assert "| seed | CLIP object top-1 % | CLIP region top-1 % | pairs |" in text
+    assert f"| 1 | {100 * first['clip']['retrieval']['object_top1']:.1f} |" in text
     seconds = [f"{run['sft']['seconds']:.0f}" for run in (first, second)]
     assert f"| SFT baseline training | {seconds[0]} | {seconds[1]} |" in text
 

@@ -265,6 +265,18 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
                 f"{spread:.1f} points)."
             )
     out += ["## The goal, checked", "", *verdict, ""]
+    out += ["## Per seed: semantic model and SPR pairs", ""]
+    out += _table(
+        [
+            "seed",
+            "CLIP object top-1 %",
+            "CLIP region top-1 %",
+            "pairs",
+            "S_loc chosen / rejected",
+            "DPO loss",
+        ],
+        [_seed_row(run) for run in runs],
+    )
     out += [
         "## Wall time per seed (s)",
         "",
@@ -277,6 +289,20 @@ def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
     rows.append(["SFT baseline training", *(f"{run['sft']['seconds']:.0f}" for run in runs)])
     out += _table(["stage", *map(str, seeds)], rows)
     return "\n".join(out)
+
+
+def _seed_row(run: dict[str, Any]) -> list[str]:
+    """CLIP retrieval (top-1 on `val`) and the SPR run's pairs of one seed's results."""
+    retrieval = run["clip"].get("retrieval") or {}
+    summary = run["spr"]["summary"]
+    return [
+        str(run["seed"]),
+        _pct(retrieval.get("object_top1")),
+        _pct(retrieval.get("region_top1")),
+        str(summary.get("pairs")),
+        f"{_f(summary.get('mean_chosen_localization'))} / {_f(summary.get('mean_rejected_localization'))}",
+        _f((summary.get("train") or {}).get("loss")),
+    ]
 
 
 SETTINGS_SHOWN = (
