@@ -5,6 +5,22 @@ of :class:`SprError` with a message that names the field or setting and the fix.
 message on one line; the HTTP services map it to the error envelope.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class SprError(Exception):
     """An error caused by input or configuration, with a message meant for the user."""
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """``field.path: message`` for every error of ``exc``, joined with "; " (never the input values,
+    which may be large or private)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    )

@@ -10,17 +10,9 @@ from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from spr.shared.errors import SprError
+from spr.shared.errors import SprError, validation_problems
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-def validation_problems(exc: ValidationError) -> str:
-    """``field.path: message`` for every error of ``exc``, joined with "; " (no input values)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False)
-    )
 
 
 def load_yaml_model(

@@ -108,10 +108,11 @@ DEFAULT = BenchSize(
     spr=SprConfig(samples_per_prompt=4, max_new_tokens=256),
 )
 
-# What a GPU adds is SFT throughput (one H200 draws and trains ~17 steps of 32 scenes per second with
-# 14 data workers), so the GPU size trains the same model longer (2.5x the steps, the crowded stage
-# longest) after dense colour/shape pre-training of the vision tower. World, SPR and evaluation stay
-# the default's so its numbers compare with the default's and its per-run part still fits a CPU.
+# What a GPU adds is SFT throughput (one H200 draws and trains 11-17 steps of 32 scenes per second
+# with 14 data workers, bound by drawing the scenes), so the GPU size trains the same model longer
+# (2.5x the steps, the crowded stage longest) after dense colour/shape pre-training of the vision
+# tower. World, SPR and evaluation stay the default's so its numbers compare with the default's and
+# its per-run part still fits a CPU.
 LARGE = replace(
     DEFAULT,
     name="large",

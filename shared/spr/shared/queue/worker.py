@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+from spr.shared.errors import validation_problems
 from spr.shared.queue.delivery import Delivery
 from spr.shared.queue.errors import BackpressureTimeout, PermanentError, QueueUnavailable
 from spr.shared.queue.queue import Queue
@@ -32,12 +33,11 @@ class WorkerStats:
 def describe_error(exc: BaseException) -> str:
     """One line about ``exc`` that does not echo the payload (pydantic errors list fields, not values)."""
     if isinstance(exc, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
-        )
         count = exc.error_count()
-        return f"invalid {exc.title} payload ({count} error{'' if count == 1 else 's'}): {problems}"
+        return (
+            f"invalid {exc.title} payload ({count} error{'' if count == 1 else 's'}): "
+            f"{validation_problems(exc)}"
+        )
     return f"{type(exc).__name__}: {exc}"
 
 
