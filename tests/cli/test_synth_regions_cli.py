@@ -78,6 +78,22 @@ def test_regions_skips_small_images(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert out.read_text() == ""
 
 
+def test_regions_whole_image_covers_images_of_few_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "few"
+    assert (
+        main(["synth", "--out", str(data), "--images", "3", "--min-objects", "1", "--max-objects", "2"]) == 0
+    )
+    out = tmp_path / "tasks.jsonl"
+    argv = ["regions", "--annotations", str(data / "annotations.json"), "--out", str(out)]
+    assert main([*argv, "--min-objects", "1", "--whole-image"]) == 0
+    assert "regions written: 3," in _summary(capsys.readouterr().out)
+    tasks = [RegionTask.model_validate_json(line) for line in out.read_text().splitlines()]
+    assert [t.region for t in tasks] == [(0.0, 0.0, 256.0, 256.0)] * 3
+    assert all(1 <= len(t.objects) <= 2 for t in tasks)
+
+
 def test_regions_publishes_to_redis_once(
     dataset: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,7 +21,7 @@ from spr.shared.formats import render
 from spr.shared.regions import build_regions
 from spr.shared.schemas import GroundingFormat, RegionTask, Size
 
-THRESHOLD_KEYS = ["0.5", "0.6", "0.7", "0.8", "0.9"]
+THRESHOLD_KEYS = ["0.5", "0.6", "0.7", "0.75", "0.8", "0.9"]
 FAST = ["--torch-threads", "1", "--max-new-tokens", "6"]
 
 
@@ -110,7 +110,7 @@ def test_rec_with_the_tiny_model_writes_tables_json_and_rescorable_predictions(
     )
     assert code == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:7] == ["split", "n", *(f"@{t}" for t in THRESHOLD_KEYS)]
+    assert table[0].split()[:8] == ["split", "n", *(f"@{t}" for t in THRESHOLD_KEYS)]
     assert [line.split()[0] for line in table[2:5]] == ["val", "test", "mean"]
 
     results = _results(out)
@@ -295,6 +295,20 @@ def test_base_plus_lora_adapter(
     assert changed, "the adapter did not change the q_proj weights"
     assert not any("lora" in k for k in merged)  # merged and unloaded: plain weights only
     assert engine.model_id.endswith(f"+{adapter}")
+    # The generator samples the same merged policy when SPR_GENERATOR_ADAPTER names the adapter (the
+    # next SPR round); other engines refuse it rather than silently sampling the base model.
+    from spr.generator.factory import build_engine
+    from spr.generator.settings import GeneratorSettings
+    from spr.shared.errors import SprError
+
+    settings = GeneratorSettings(
+        generator_model=tiny_models.qwen2vl, generator_adapter=adapter, generator_torch_threads=1
+    )
+    sampler = build_engine(settings)
+    assert sampler.model_id == engine.model_id
+    assert all(torch.equal(merged[k], v) for k, v in sampler.model.state_dict().items())  # type: ignore[attr-defined]
+    with pytest.raises(SprError, match="SPR_GENERATOR_ADAPTER works with SPR_GENERATOR_ENGINE=transformers"):
+        build_engine(settings.model_copy(update={"generator_engine": "vllm"}))
 
     out = tmp_path / "adapter.json"
     args = [

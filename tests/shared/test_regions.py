@@ -179,3 +179,16 @@ def test_bad_config_is_a_user_error_naming_the_field(kwargs: dict[str, float], f
 def test_negative_seed_is_rejected() -> None:
     with pytest.raises(SprError, match="seed"):
         build_regions(IMAGE, _random_scene(random.Random(0), 6), seed=-1)
+
+
+def test_whole_image_regions_hold_every_object() -> None:
+    objects = _random_scene(random.Random(5), 2)
+    config = RegionConfig(min_objects=1, whole_image=True)
+    [task] = build_regions(IMAGE, objects, config=config, seed=1, source="s")
+    assert task.region == (0.0, 0.0, 400.0, 400.0)
+    assert task.objects == objects
+    assert task.task_id == RegionTask.make_id("s", IMAGE.path, task.region)
+    # min_objects still skips images with fewer objects; other sources give other ids.
+    assert build_regions(IMAGE, objects, config=RegionConfig(min_objects=3, whole_image=True)) == []
+    [other] = build_regions(IMAGE, objects, config=config, seed=1, source="round-2")
+    assert other.task_id != task.task_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,49 @@ def test_models_command_module_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def number_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    return build_tiny_models(tmp_path_factory.mktemp("number-tokens"), seed=0, number_tokens=1000)
+
+
+def test_number_tokens_round_trip_and_the_format_is_unchanged(number_models: TinyModels) -> None:
+    tok = AutoProcessor.from_pretrained(number_models.qwen2vl).tokenizer
+    text = "[123, 45, 6, 999]"
+    ids = tok.encode(text, add_special_tokens=False)
+    numbers = [t for t in tok.convert_ids_to_tokens(ids) if t.isdigit()]
+    assert numbers == ["123", "45", "6", "999"]  # four number tokens, not ten digits
+    assert tok.decode(ids) == text  # byte-identical
+    box = "<|box_start|>(0,17),(1000,999)<|box_end|>"
+    ids = tok.encode(box, add_special_tokens=False)
+    assert len(ids) == 11 and tok.decode(ids, skip_special_tokens=False) == box
+    # Larger integers still encode (two number tokens), and odd text is untouched.
+    for odd in ("12345 x0 at 05", "ünïcødé 漢字 \t\n{}", GROUNDED):
+        assert tok.decode(tok.encode(odd, add_special_tokens=False), skip_special_tokens=False) == odd
+
+
+def test_number_token_rows_start_from_a_sincos_code_of_the_value(number_models: TinyModels) -> None:
+    processor = AutoProcessor.from_pretrained(number_models.qwen2vl)
+    model = AutoModelForImageTextToText.from_pretrained(number_models.qwen2vl)
+    tok = processor.tokenizer
+    assert model.config.text_config.vocab_size == len(tok)  # vLLM needs vocab size == tokenizer length
+    ids = tok.convert_tokens_to_ids(["500", "501", "900", "0"])
+    for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        rows = torch.nn.functional.normalize(weight[ids].detach(), dim=1)
+        near, far = float(rows[0] @ rows[1]), float(rows[0] @ rows[2])
+        assert near > 0.8 > far  # neighbouring values start out alike, distant ones not
+        # Scaled like the random rows, so they neither dominate nor vanish.
+        ratio = float(weight[ids].detach().std() / weight[:100].detach().std())
+        assert 0.5 < ratio < 2.0
+
+
+def test_number_token_build_is_recorded_and_a_digit_build_is_not_reused(
+    number_models: TinyModels, tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    marker = json.loads((number_models.qwen2vl / MARKER_FILE).read_text())
+    assert marker["number_tokens"] == 1000
+    again = build_tiny_models(number_models.root, seed=0, number_tokens=1000)  # complete: kept
+    assert again.qwen2vl == number_models.qwen2vl
+    with pytest.raises(TinyModelError, match="number tokens"):
+        build_tiny_models(number_models.root, seed=0)

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from spr.shared.boxes import BoxT, iou_matrix, localization_score
 
-THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 MATCH_THRESHOLD = 0.5
 
 

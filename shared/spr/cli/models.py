@@ -21,13 +21,26 @@ def register(subparsers: Any) -> None:
     tiny.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     tiny.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     tiny.add_argument("--overwrite", action="store_true", help="rebuild folders that already exist")
+    tiny.add_argument(
+        "--number-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give the Qwen2-VL one vocabulary token per integer 0..N (1000 for its 0-1000 box grid), "
+        "embedding rows initialised with a sin-cos code of the value (default: one token per digit)",
+    )
     tiny.set_defaults(handler=_tiny)
 
 
 def _tiny(args: argparse.Namespace) -> int:
+    from spr.shared.errors import SprError
     from spr.shared.tiny import build_tiny_models
 
-    models = build_tiny_models(args.out, args.seed, overwrite=args.overwrite)
+    if args.number_tokens is not None and not 0 <= args.number_tokens <= 100_000:
+        raise SprError(f"--number-tokens must be in 0..100000, got {args.number_tokens}")
+    models = build_tiny_models(
+        args.out, args.seed, overwrite=args.overwrite, number_tokens=args.number_tokens
+    )
     print(models.qwen2vl)
     print(models.clip)
     return 0

@@ -50,6 +50,11 @@ def register(subparsers: Any) -> None:
         "--max-objects", type=int, default=None, metavar="N", help="drop regions with more GT objects"
     )
     parser.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="one region per image, the whole image, every object its GT (images of a few objects)",
+    )
+    parser.add_argument(
         "--inside-fraction",
         type=float,
         default=0.9,
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         inside_fraction=args.inside_fraction,
         regions_per_image=args.regions_per_image,
         max_objects=args.max_objects,
+        whole_image=args.whole_image,
     )
     settings = load_cli_settings()
     data_root = args.data_root if args.data_root is not None else settings.data_root

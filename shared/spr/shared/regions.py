@@ -36,12 +36,16 @@ class RegionConfig:
     regions_per_image: how many regions to build per image, each from a different seed object.
     max_objects: drop a region whose GT count exceeds this (the next seed object is tried instead);
         None keeps every region.
+    whole_image: instead of the rule, one region per image: the whole image, every annotated object
+        its GT (for images of a few objects, where a union box of one or two objects would give
+        their boxes away in the prompt). ``min_objects`` still skips images with fewer objects.
     """
 
     min_objects: int = 5
     inside_fraction: float = 0.9
     regions_per_image: int = 1
     max_objects: int | None = None
+    whole_image: bool = False
 
     def __post_init__(self) -> None:
         if self.min_objects < 1:
@@ -79,7 +83,8 @@ def build_regions(
 
     A region whose GT count exceeds ``config.max_objects``, or that repeats a region already built for
     this image, is dropped and the next seed object is tried. Images with fewer than
-    ``config.min_objects`` objects give ``[]``.
+    ``config.min_objects`` objects give ``[]``. With ``config.whole_image`` the one region is the
+    whole image and its GT every object.
 
     Boxes are absolute pixels of the original image (``image.width`` x ``image.height``). Sampling is
     seeded from ``(seed, image.path)`` only, so the result does not depend on the order in which images
@@ -90,6 +95,10 @@ def build_regions(
     n = len(objects)
     if n < config.min_objects or n == 0:
         return []
+    if config.whole_image:
+        whole = (0.0, 0.0, float(image.width), float(image.height))
+        task_id = RegionTask.make_id(source, image.path, whole)
+        return [RegionTask(task_id=task_id, image=image, region=whole, objects=list(objects), source=source)]
     boxes = np.array([obj.box for obj in objects], dtype=np.float64)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])

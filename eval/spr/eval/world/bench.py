@@ -25,7 +25,7 @@ from spr.eval.world.clip_train import ClipResult, train_clip
 from spr.eval.world.report import results_markdown
 from spr.eval.world.sft import flat_metrics, train_baseline
 from spr.eval.world.sizes import BenchSize
-from spr.eval.world.spr_stage import run_spr
+from spr.eval.world.spr_stage import SprResult, run_spr
 from spr.eval.world.world import World, build_world
 from spr.shared.errors import SprError
 
@@ -86,32 +86,19 @@ def run_bench(
     spr_dir = paths.spr(variant)
     shutil.rmtree(spr_dir, ignore_errors=True)  # a run's pairs come from this run's baseline only
     spr = _timed(wall, "SPR pipeline", lambda: run_spr(world, baseline.model, paths.clip, spr_dir, size.spr))
-    arms: list[tuple[str, Path | None]] = [("baseline", None), (variant, spr.adapter)]
-    if size.sft_on_chosen:
-        chosen = ChosenSftConfig(threads=size.sft.threads, seed=size.world.seed)
-        arms.append(
-            (
-                f"{variant}-sft-chosen",
-                _timed(
-                    wall,
-                    "SFT on chosen",
-                    lambda: train_on_chosen(
-                        baseline.model,
-                        spr_dir / "train" / "spool",
-                        spr.adapter,
-                        spr_dir / "sft-chosen",
-                        chosen,
-                    ),
-                ),
-            )
-        )
+    arms = _timed(wall, "SFT on chosen", lambda: _arms(baseline.model, spr, spr_dir, variant, size))
     evaluations: dict[str, Any] = {}
-    for model, adapter in arms:
-        evaluations[model] = _timed(
+    for arm in arms:
+        evaluations[arm.name] = _timed(
             wall,
-            f"eval {model}",
-            lambda a=adapter, m=model: _evaluate(world, baseline.model, a, m, paths, size),
+            f"eval {arm.name}",
+            lambda a=arm: _evaluate(world, baseline.model, a.adapter, a.name, paths, size),
         )
+    # The last round's arms also under the one-round names, which reports of every age read.
+    last = len(spr.rounds)
+    evaluations[variant] = evaluations[f"{variant}-round-{last}"]
+    if size.sft_on_chosen:
+        evaluations[f"{variant}-sft-chosen"] = evaluations[f"{variant}-sft-chosen-round-{last}"]
     wall["total"] = time.monotonic() - started
     results = {
         "benchmark": "shapes",
@@ -129,7 +116,14 @@ def run_bench(
             "curve": [asdict(point) for point in baseline.curve],
         },
         "clip": {"trained": clip is not None, **(asdict(clip) if clip is not None else {})},
-        "spr": {"summary": spr.summary, "wall_s": spr.wall_s},
+        "spr": {
+            "summary": spr.summary,
+            "wall_s": spr.wall_s,
+            "rounds": [
+                {"index": r.index, "pairs": r.pairs, "train": r.train, "wall_s": r.wall_s} for r in spr.rounds
+            ],
+        },
+        "arms": [asdict(arm) | {"adapter": str(arm.adapter) if arm.adapter else None} for arm in arms],
         "eval": evaluations,
         "wall_s": wall,
     }
@@ -145,31 +139,48 @@ def run_bench(
 
 
 def run_seeds(
-    workdir: Path, size: BenchSize, seeds: list[int], *, variant: str = "spr", markdown: Path | None = None
+    workdir: Path,
+    size: BenchSize,
+    seeds: list[int],
+    *,
+    variant: str = "spr",
+    markdown: Path | None = None,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
-    """:func:`run_bench` once per seed in ``workdir/seed-N`` (each with its own world and baseline),
-    then the mean ± std report in ``workdir/RESULTS.md`` (and ``markdown``)."""
-    from spr.eval.world.report import seeds_markdown
+    """:func:`run_bench` once per seed in ``workdir/seed-N`` (each with its own world and baseline;
+    ``jobs`` > 1: that many seeds at once, one process each, see :mod:`spr.eval.world.seed_jobs`),
+    then the mean ± std report in ``workdir/RESULTS.md`` (and ``markdown``), with the accuracy-vs-IoU
+    plot beside each (``accuracy_vs_iou.png``)."""
+    from spr.eval.world.plot import PLOT_PNG, plot_beside
+    from spr.eval.world.seed_jobs import run_seed_jobs
+    from spr.eval.world.seeds_report import seeds_markdown
 
-    runs = [run_bench(workdir / f"seed-{seed}", size.with_seed(seed), variant=variant) for seed in seeds]
-    text = seeds_markdown(runs)
+    if jobs > 1:
+        runs = run_seed_jobs(workdir, size, seeds, variant=variant, jobs=jobs)
+    else:
+        runs = [run_bench(workdir / f"seed-{seed}", size.with_seed(seed), variant=variant) for seed in seeds]
+    text = seeds_markdown(runs, plot=PLOT_PNG)
     name = RESULTS_MD if variant == "spr" else f"RESULTS-{variant}.md"
-    for target in (workdir / name, markdown):
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+    targets = [workdir / name] + ([markdown] if markdown is not None else [])
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    plot_beside(runs, targets)
     return runs
 
 
 def collect(workdir: Path, markdown: Path | None = None) -> str:
     """One report from the runs already in ``workdir``, written to ``workdir/RESULTS-all.md`` and
-    ``markdown`` (between its report markers, if it has them). Trains nothing.
+    ``markdown`` (between its report markers, if it has them), with the accuracy-vs-IoU plot beside
+    each (``accuracy_vs_iou.png``, linked from the report). Trains nothing.
 
     With seed folders (``workdir/seed-N/results.json``, as ``--seeds`` or one ``--seed N --workdir
-    WORKDIR/seed-N`` per seed leave them): the mean ± std report over seeds, then each seed's ablation
-    runs. Otherwise: the main run (``results.json``) and every ablation run beside it
-    (``results-<variant>.json``) as one ablation table."""
-    from spr.eval.world.report import ablations_markdown, seeds_markdown, write_report
+    WORKDIR/seed-N`` per seed leave them): the mean ± std report over seeds (the plot: the seeds' main
+    runs), then each seed's ablation runs. Otherwise: the main run (``results.json``; the plot: that
+    run) and every ablation run beside it (``results-<variant>.json``) as one ablation table."""
+    from spr.eval.world.plot import PLOT_PNG, plot_beside
+    from spr.eval.world.report import ablations_markdown, write_report
+    from spr.eval.world.seeds_report import seeds_markdown
 
     seed_dirs = sorted(
         (path.parent for path in workdir.glob("seed-*/results.json") if path.parent.name[5:].isdigit()),
@@ -177,7 +188,8 @@ def collect(workdir: Path, markdown: Path | None = None) -> str:
     )
     if seed_dirs:
         per_seed = [_load_runs(path) for path in seed_dirs]
-        parts = [seeds_markdown([seed_runs[0] for seed_runs in per_seed])]
+        plotted = [seed_runs[0] for seed_runs in per_seed]
+        parts = [seeds_markdown(plotted, plot=PLOT_PNG)]
         for seed_runs in per_seed:
             if len(seed_runs) > 1:
                 parts += ablations_markdown(seed_runs, f"Ablations, seed {seed_runs[0]['seed']}")
@@ -190,10 +202,13 @@ def collect(workdir: Path, markdown: Path | None = None) -> str:
                 f"--workdir {workdir}` (or --seeds) first"
             )
         runs = _load_runs(workdir)
-        text = results_markdown(runs[0]) + "\n" + "\n".join(ablations_markdown(runs))
-    (workdir / "RESULTS-all.md").write_text(text, encoding="utf-8")
+        plotted = runs[:1]
+        text = results_markdown(runs[0], plot=PLOT_PNG) + "\n" + "\n".join(ablations_markdown(runs))
+    all_md = workdir / "RESULTS-all.md"
+    all_md.write_text(text, encoding="utf-8")
     if markdown is not None:
         write_report(markdown, text)
+    plot_beside(plotted, [all_md] + ([markdown] if markdown is not None else []))
     return text
 
 
@@ -201,6 +216,40 @@ def _load_runs(workdir: Path) -> list[dict[str, Any]]:
     """The main run's results in ``workdir`` first, then every variant's (sorted by name)."""
     files = [BenchPaths(workdir).results("spr", "json"), *sorted(workdir.glob("results-*.json"))]
     return [json.loads(path.read_text(encoding="utf-8")) for path in files]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One evaluated model: ``kind`` "baseline", "dpo" (SPR) or "sft-chosen"; ``round`` (0 for the
+    baseline); ``adapter`` the LoRA loaded onto the baseline (None for the baseline)."""
+
+    name: str
+    kind: str
+    round: int
+    adapter: Path | None
+
+
+def _arms(baseline: Path, spr: SprResult, spr_dir: Path, variant: str, size: BenchSize) -> list[Arm]:
+    """The baseline, each SPR round's DPO adapter and (``size.sft_on_chosen``) each round's
+    SFT-on-chosen adapter, trained here on the same round's pairs, continuing the previous round's."""
+    arms = [Arm("baseline", "baseline", 0, None)]
+    arms += [Arm(f"{variant}-round-{r.index}", "dpo", r.index, r.adapter) for r in spr.rounds]
+    if not size.sft_on_chosen:
+        return arms
+    chosen = ChosenSftConfig(threads=size.sft.threads, seed=size.world.seed)
+    previous: Path | None = None
+    for r in spr.rounds:
+        previous = train_on_chosen(
+            baseline,
+            spr_dir / "train" / "spool",
+            r.adapter,
+            spr_dir / f"sft-chosen-round-{r.index}",
+            chosen,
+            pairs=(int(r.train["start"]), int(r.train["end"])),
+            start_from=previous,
+        )
+        arms.append(Arm(f"{variant}-sft-chosen-round-{r.index}", "sft-chosen", r.index, previous))
+    return arms
 
 
 def _timed(wall: dict[str, float], name: str, step: Any) -> Any:

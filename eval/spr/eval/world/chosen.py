@@ -45,15 +45,28 @@ def chosen_examples(spool: Path) -> list[SftExample]:
 
 
 def train_on_chosen(
-    baseline: Path, spool: Path, dpo_adapter: Path, out: Path, config: ChosenSftConfig
+    baseline: Path,
+    spool: Path,
+    dpo_adapter: Path,
+    out: Path,
+    config: ChosenSftConfig,
+    *,
+    pairs: tuple[int, int] | None = None,
+    start_from: Path | None = None,
 ) -> Path:
     """Train a LoRA shaped like ``dpo_adapter`` on ``baseline`` with the chosen texts in ``spool``;
-    writes the adapter (and processor) to ``out`` and returns it."""
+    writes the adapter (and processor) to ``out`` and returns it.
+
+    ``pairs``: only the spool's pairs ``[start, end)`` in spool order (one SPR round's, as the
+    trainer's round ledger names them); ``start_from``: continue this adapter (the previous round's
+    SFT-on-chosen arm) instead of a fresh LoRA, as DPO continues its own from round to round."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     examples = chosen_examples(spool)
+    if pairs is not None:
+        examples = examples[pairs[0] : pairs[1]]
     if not examples:
         raise SprError(f"spool {spool} holds no pairs: nothing to train on")
     shape = json.loads((dpo_adapter / "adapter_config.json").read_text(encoding="utf-8"))
@@ -71,7 +84,12 @@ def train_on_chosen(
         target_modules=shape["target_modules"],
         task_type="CAUSAL_LM",
     )
-    model: Any = get_peft_model(base, lora)
+    if start_from is not None:
+        from peft import PeftModel
+
+        model: Any = PeftModel.from_pretrained(base, str(start_from), is_trainable=True)
+    else:
+        model = get_peft_model(base, lora)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     # Images are absolute paths in the spool; Path("/") / absolute is the absolute path itself.

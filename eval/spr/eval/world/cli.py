@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-SIZE_NAMES = ("smoke", "default", "large")
+SIZE_NAMES = ("smoke", "precision", "crowded-smoke", "crowded", "crowded-large")
 
 
 def register(subparsers: Any) -> None:
@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
         "--size",
         choices=SIZE_NAMES,
         default=None,
-        help="run size (default: large with a CUDA --device, else default)",
+        help="run size: the precision tier (smoke, precision) or the crowded one (crowded-smoke, crowded, "
+        "crowded-large) (default: crowded-large with a CUDA --device, else precision)",
     )
     size.add_argument("--smoke", action="store_const", const="smoke", dest="size", help="= --size smoke")
     seeds = shapes.add_mutually_exclusive_group()
@@ -48,6 +49,14 @@ def register(subparsers: Any) -> None:
     )
     shapes.add_argument(
         "--threads", type=int, default=None, metavar="N", help="torch CPU threads per process"
+    )
+    shapes.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --seeds: run N seeds at once, one process each (one thread each unless --threads); "
+        "each logs to WORKDIR/seed-N.log",
     )
     shapes.add_argument(
         "--device", default="cpu", help="torch device for SFT, generation, scoring and evaluation (cpu, cuda)"
@@ -88,6 +97,10 @@ def register(subparsers: Any) -> None:
     ablation.add_argument(
         "--dpo-epochs", type=int, default=None, metavar="N", help="trainer epochs over the pairs"
     )
+    ablation.add_argument("--dpo-beta", type=float, default=None, metavar="B", help="DPO beta")
+    ablation.add_argument(
+        "--rounds", type=int, default=None, metavar="N", help="SPR rounds (each samples the previous policy)"
+    )
     shapes.set_defaults(handler=_shapes)
 
 
@@ -107,6 +120,8 @@ def _shapes(args: argparse.Namespace) -> int:
         raise SprError(f"--seeds must differ, got {args.seeds}")
     if args.threads is not None and args.threads < 1:
         raise SprError(f"--threads must be >= 1, got {args.threads}")
+    if args.jobs < 1:
+        raise SprError(f"--jobs must be >= 1, got {args.jobs}")
     if args.data_workers < 0:
         raise SprError(f"--data-workers must be >= 0, got {args.data_workers}")
     if not args.variant.replace("-", "").replace("_", "").isalnum() or args.variant == "baseline":
@@ -136,6 +151,14 @@ def _shapes(args: argparse.Namespace) -> int:
         if not 0.0 < args.dpo_learning_rate < 1.0:
             raise SprError(f"--dpo-learning-rate must be in (0, 1), got {args.dpo_learning_rate}")
         trainer_args += ["--learning_rate", str(args.dpo_learning_rate)]
+    if args.dpo_beta is not None:
+        if not args.dpo_beta > 0.0:
+            raise SprError(f"--dpo-beta must be > 0, got {args.dpo_beta}")
+        trainer_args += ["--beta", str(args.dpo_beta)]
+    if args.rounds is not None:
+        if args.rounds < 1:
+            raise SprError(f"--rounds must be >= 1, got {args.rounds}")
+        changes["rounds"] = args.rounds
     if args.dpo_epochs is not None:
         if args.dpo_epochs < 1:
             raise SprError(f"--dpo-epochs must be >= 1, got {args.dpo_epochs}")
@@ -150,7 +173,9 @@ def _shapes(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         if args.only == "baseline":
             raise SprError("--only baseline takes one --seed")
-        run_seeds(args.workdir, size, args.seeds, variant=args.variant, markdown=args.markdown)
+        run_seeds(
+            args.workdir, size, args.seeds, variant=args.variant, markdown=args.markdown, jobs=args.jobs
+        )
         name = RESULTS_MD if args.variant == "spr" else f"RESULTS-{args.variant}.md"
         print((args.workdir / name).read_text(encoding="utf-8"))
         return 0

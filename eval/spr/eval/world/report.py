@@ -1,28 +1,119 @@
-"""RESULTS.md from a benchmark's results JSON: every figure is read from the results, none typed in."""
+"""RESULTS.md from a benchmark's results JSON: every figure is read from the results, none typed in.
+
+One run's report (:func:`results_markdown`), the ablation table (:func:`ablations_markdown`) and what
+the multi-seed report (:mod:`spr.eval.world.seeds_report`) and the plot (:mod:`spr.eval.world.plot`)
+share: which arms a run evaluated (:func:`arms_of`), their labels and its SPR rounds.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-THRESHOLDS = ("0.5", "0.6", "0.7", "0.8", "0.9")
+THRESHOLDS = ("0.5", "0.6", "0.7", "0.75", "0.8", "0.9")
+_KIND_ORDER = {"baseline": 0, "dpo": 1, "sft-chosen": 2}
 
 
-def _pct(value: Any) -> str:
+@dataclass(frozen=True)
+class ArmRef:
+    """One evaluated arm of a run: its key in ``results["eval"]``, ``kind`` ("baseline", "dpo" or
+    "sft-chosen") and SPR ``round`` (0 for the baseline)."""
+
+    key: str
+    kind: str
+    round: int
+
+
+def arms_of(results: dict[str, Any]) -> list[ArmRef]:
+    """Every arm a run evaluated, once (never the last round's aliases), in round order: the baseline,
+    then per round its DPO adapter and its SFT-on-chosen adapter. Results written before SPR had
+    rounds (no ``arms``) are one round: ``<variant>`` and ``<variant>-sft-chosen``."""
+    evals = results["eval"]
+    if "arms" in results:
+        arms = [ArmRef(a["name"], a["kind"], int(a["round"])) for a in results["arms"] if a["name"] in evals]
+    else:
+        variant = results["variant"]
+        old = (("baseline", "baseline", 0), (variant, "dpo", 1), (f"{variant}-sft-chosen", "sft-chosen", 1))
+        arms = [ArmRef(key, kind, r) for key, kind, r in old if key in evals]
+    return sorted(arms, key=lambda a: (a.round, _KIND_ORDER.get(a.kind, 3)))
+
+
+def rounds_of(results: dict[str, Any]) -> int:
+    """How many SPR rounds the run's arms span (1 for results written before rounds)."""
+    return max((a.round for a in arms_of(results)), default=0) or 1
+
+
+def label(arm: ArmRef, variant: str) -> str:
+    """The arm as a table names it: "SFT baseline", "+ SPR round 1 (DPO LoRA)", "+ SFT on chosen,
+    round 1" (an ablation variant's name in place of SPR)."""
+    if arm.kind == "baseline":
+        return "SFT baseline"
+    if arm.kind == "dpo":
+        return f"+ {'SPR' if variant == 'spr' else variant} round {arm.round} (DPO LoRA)"
+    if arm.kind == "sft-chosen":
+        whose = "" if variant == "spr" else f" ({variant})"
+        return f"+ SFT on chosen{whose}, round {arm.round}"
+    return f"+ {arm.key}"
+
+
+def spr_rounds(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's SPR rounds (``results["spr"]["rounds"]``); results written before rounds give their
+    summary as round 1."""
+    spr = results["spr"]
+    if spr.get("rounds"):
+        return list(spr["rounds"])
+    s = spr["summary"]
+    keys = ("pairs", "mean_chosen", "mean_rejected", "mean_chosen_localization", "mean_rejected_localization")
+    pairs = {k: s.get(k) for k in keys}
+    return [{"index": 1, "pairs": pairs, "train": s.get("train") or {}, "wall_s": spr.get("wall_s") or {}}]
+
+
+def accuracy(metrics: dict[str, Any], threshold: str) -> float | None:
+    """``acc@threshold`` (a fraction), or None where the results predate that threshold."""
+    value = metrics.get(f"acc@{threshold}")
+    return None if value is None else float(value)
+
+
+def is_smoke(size: str) -> bool:
+    return size.endswith("smoke")
+
+
+def pct(value: Any) -> str:
     return "n/a" if value is None else f"{100.0 * float(value):.1f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def num(value: Any) -> str:
+    return "n/a" if not isinstance(value, (int, float)) else f"{float(value):.3f}"
+
+
+def s_loc_pair(pairs: dict[str, Any]) -> str:
+    """Mean S_loc of the chosen / the rejected answers of some pairs."""
+    return f"{num(pairs.get('mean_chosen_localization'))} / {num(pairs.get('mean_rejected_localization'))}"
+
+
+def _points(arm: Any, base: Any) -> str:
+    """``arm - base`` in points, signed; n/a when either is missing."""
+    return "n/a" if arm is None or base is None else f"{100.0 * (float(arm) - float(base)):+.1f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return [*lines, ""]
 
 
-def results_markdown(results: dict[str, Any]) -> str:
-    """The markdown report of one run (percentages; rates in the JSON are fractions)."""
+def plot_link(plot: str | None) -> list[str]:
+    """The markdown lines showing the accuracy-vs-IoU plot at ``plot`` (relative to the report)."""
+    return [] if plot is None else [f"![accuracy vs IoU]({plot})", ""]
+
+
+def results_markdown(results: dict[str, Any], plot: str | None = None) -> str:
+    """The markdown report of one run (percentages; rates in the JSON are fractions); ``plot``: the
+    accuracy-vs-IoU PNG's path relative to where the report is written, if there is one."""
     evals = results["eval"]
     variant = results["variant"]
-    models = [(key, _label(key, variant)) for key in evals]
+    models = [(arm.key, label(arm, variant)) for arm in arms_of(results)]
     source = "results.json" if variant == "spr" else f"results-{variant}.json"
     out = [
         f"# Synthetic-world benchmark: {results['size']} size, seed {results['seed']}",
@@ -30,64 +121,52 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"Written by `spr bench shapes` on {results['created_at']} from `{source}`; do not edit by hand.",
         "",
     ]
-    if results["size"] == "smoke":
+    if is_smoke(results["size"]):
         out += ["**Smoke size: these numbers check the plumbing and say nothing about SPR.**", ""]
+    out += plot_link(plot)
     out += ["## REC on held-out `test` (accuracy % at IoU, greedy)", ""]
     rows = []
-    for key, label in models:
+    for key, name in models:
         rec = evals[key]["rec"]
         rows.append(
             [
-                label,
+                name,
                 str(int(rec["examples"])),
-                *(_pct(rec[f"acc@{t}"]) for t in THRESHOLDS),
-                _pct(rec["mean_iou"]),
+                *(pct(accuracy(rec, t)) for t in THRESHOLDS),
+                pct(rec["mean_iou"]),
             ]
         )
-    out += _table(["model", "n", *(f"@{t}" for t in THRESHOLDS), "mIoU"], rows)
+    out += table(["model", "n", *(f"@{t}" for t in THRESHOLDS), "mIoU"], rows)
     out += ["## Region descriptions on held-out `test` (%)", ""]
     rows = []
-    for key, label in models:
+    for key, name in models:
         reg = evals[key]["regions"]
         rows.append(
             [
-                label,
+                name,
                 str(int(reg["tasks"])),
-                _pct(reg["mean_s_loc"]),
-                _pct(reg["recall"]),
-                _pct(reg["precision"]),
-                *(_pct(reg[f"acc@{t}"]) for t in THRESHOLDS),
-                _pct(reg["parse_problem_rate"]),
+                pct(reg["mean_s_loc"]),
+                pct(reg["recall"]),
+                pct(reg["precision"]),
+                *(pct(accuracy(reg, t)) for t in THRESHOLDS),
+                pct(reg["parse_problem_rate"]),
             ]
         )
-    out += _table(
-        ["model", "tasks", "S_loc", "R@0.5", "P@0.5", *(f"@{t}" for t in THRESHOLDS), "parse"], rows
-    )
+    out += table(["model", "tasks", "S_loc", "R@0.5", "P@0.5", *(f"@{t}" for t in THRESHOLDS), "parse"], rows)
     out += ["## Difference from the baseline (points)", ""]
     rows = []
-    for key, label in models[1:]:
+    for key, name in models[1:]:
         for task, metric in (("rec", "REC accuracy"), ("regions", "matched-box accuracy")):
             base, arm = evals["baseline"][task], evals[key][task]
-            rows.append(
-                [label, metric, *(f"{100.0 * (arm[f'acc@{t}'] - base[f'acc@{t}']):+.1f}" for t in THRESHOLDS)]
-            )
-    out += _table(["model", "", *(f"@{t}" for t in THRESHOLDS)], rows)
+            rows.append([name, metric, *(_points(accuracy(arm, t), accuracy(base, t)) for t in THRESHOLDS)])
+    out += table(["model", "", *(f"@{t}" for t in THRESHOLDS)], rows)
     out += _curve(results["sft"])
     out += _clip(results["clip"])
     out += _spr(results["spr"], results["config"]["spr"])
+    out += _rounds(spr_rounds(results))
     out += ["## Wall time (s)", ""]
-    out += _table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in results["wall_s"].items()])
+    out += table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in results["wall_s"].items()])
     return "\n".join(out)
-
-
-def _label(key: str, variant: str) -> str:
-    if key == "baseline":
-        return "SFT baseline"
-    if key == variant:
-        return "+ SPR (DPO LoRA)" if variant == "spr" else f"+ {variant} (DPO LoRA)"
-    if key == f"{variant}-sft-chosen":
-        return "+ SFT on chosen (LoRA)"
-    return f"+ {key}"
 
 
 def _curve(sft: dict[str, Any]) -> list[str]:
@@ -102,8 +181,8 @@ def _curve(sft: dict[str, Any]) -> list[str]:
     if tokens:
         head += [
             "Vision tower pre-trained on per-token labels first; token accuracy on fresh scenes: "
-            f"colour {_pct(tokens['colour_acc'])} %, shape {_pct(tokens['shape_acc'])} % (object "
-            f"tokens), background {_pct(tokens['background_acc'])} %.",
+            f"colour {pct(tokens['colour_acc'])} %, shape {pct(tokens['shape_acc'])} % (object "
+            f"tokens), background {pct(tokens['background_acc'])} %.",
             "",
         ]
     rows = [
@@ -112,13 +191,13 @@ def _curve(sft: dict[str, Any]) -> list[str]:
             p["stage"],
             f"{p['seconds']:.0f}",
             f"{p['loss']:.3f}",
-            _pct(p["rec_single"].get("acc@0.5")),
-            _pct(p["rec_single"].get("mean_iou")),
-            _pct(p["rec"]["acc@0.5"]),
-            _pct(p["rec"]["acc@0.8"]),
-            _pct(p["rec"]["mean_iou"]),
-            _pct(p["regions"]["mean_s_loc"]),
-            _pct(p["regions"]["recall"]),
+            pct(p["rec_single"].get("acc@0.5")),
+            pct(p["rec_single"].get("mean_iou")),
+            pct(p["rec"]["acc@0.5"]),
+            pct(p["rec"]["acc@0.8"]),
+            pct(p["rec"]["mean_iou"]),
+            pct(p["regions"]["mean_s_loc"]),
+            pct(p["regions"]["recall"]),
         ]
         for p in sft["curve"]
     ]
@@ -135,7 +214,7 @@ def _curve(sft: dict[str, Any]) -> list[str]:
         "S_loc",
         "R@0.5",
     ]
-    return head + _table(header, rows)
+    return head + table(header, rows)
 
 
 def _spr(spr: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -151,12 +230,49 @@ def _spr(spr: dict[str, Any], config: dict[str, Any]) -> list[str]:
         ["skipped", ", ".join(f"{k}: {v}" for k, v in (s.get("skipped") or {}).items()) or "none"],
         [
             "mean S_loc chosen / rejected",
-            f"{_f(s.get('mean_chosen_localization'))} / {_f(s.get('mean_rejected_localization'))}",
+            s_loc_pair(s),
         ],
-        ["DPO steps", str(train.get("steps"))],
-        ["DPO loss (last)", _f(train.get("loss"))],
+        ["DPO steps (last round)", str(train.get("steps"))],
+        ["DPO loss (last round, last logged)", num(train.get("loss"))],
     ]
-    return ["## SPR run", "", f"Settings: {settings}.", "", *_table(["", ""], rows)]
+    head = ["## SPR run (all rounds)", "", f"Settings: {settings}.", ""]
+    return [*head, *table(["", ""], rows)]
+
+
+def _rounds(rounds: Sequence[dict[str, Any]]) -> list[str]:
+    """One row per SPR round: its pairs and their mean scores, its DPO training and wall time."""
+    rows = []
+    for r in rounds:
+        pairs, train = r.get("pairs") or {}, r.get("train") or {}
+        rows.append(
+            [
+                str(r["index"]),
+                str(pairs.get("pairs")),
+                s_loc_pair(pairs),
+                f"{num(pairs.get('mean_chosen'))} / {num(pairs.get('mean_rejected'))}",
+                str(train.get("steps")),
+                num(train.get("loss")),
+                num(train.get("rewards/accuracies")),
+                num(train.get("rewards/margins")),
+                f"{sum((r.get('wall_s') or {}).values()):.0f}",
+            ]
+        )
+    header = [
+        "round",
+        "pairs",
+        "S_loc chosen / rejected",
+        "score chosen / rejected",
+        "DPO steps",
+        "DPO loss",
+        "reward accuracy",
+        "reward margin",
+        "wall s",
+    ]
+    note = (
+        "Round 1 samples the baseline, each later round the policy the round before trained; DPO loss, "
+        "reward accuracy and margin are the last values the trainer logged in the round (n/a: not logged)."
+    )
+    return ["## SPR rounds", "", note, "", *table(header, rows)]
 
 
 def _clip(clip: dict[str, Any]) -> list[str]:
@@ -165,144 +281,15 @@ def _clip(clip: dict[str, Any]) -> list[str]:
         return [*head, "Random tiny CLIP (not trained): S_sem carries no signal in this run.", ""]
     r = clip["retrieval"]
     rows = [
-        ["object crop -> category (top-1 of all names)", str(int(r["objects"])), _pct(r["object_top1"])],
+        ["object crop -> category (top-1 of all names)", str(int(r["objects"])), pct(r["object_top1"])],
         [
             "region crop -> its description (top-1 of val regions)",
             str(int(r.get("regions", 0))),
-            _pct(r.get("region_top1")),
+            pct(r.get("region_top1")),
         ],
     ]
     note = f"Trained contrastively on `train` crops in {clip['seconds']:.0f} s; retrieval on `val`:"
-    return [*head, note, "", *_table(["retrieval", "n", "top-1 %"], rows)]
-
-
-def _f(value: Any) -> str:
-    return "n/a" if not isinstance(value, (int, float)) else f"{float(value):.3f}"
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return mean, std
-
-
-def seeds_markdown(runs: Sequence[dict[str, Any]]) -> str:
-    """Mean ± sample std over seeds (percent) of every arm, the differences from the baseline, and the
-    issue's goal checked mechanically: +SPR beats the baseline at IoU 0.8 and 0.9 by more than the
-    seed-to-seed spread of the difference, and the gain grows with the threshold."""
-    first = runs[0]
-    variant = first["variant"]
-    seeds = [run["seed"] for run in runs]
-    arms = list(first["eval"])
-    out = [
-        f"# Synthetic-world benchmark: {first['size']} size, seeds {', '.join(map(str, seeds))}",
-        "",
-        "Written by `spr bench shapes` (`--seeds` or `--collect`) from the per-seed `results.json`; do not "
-        "edit by hand.",
-        "Mean ± std over seeds, in %.",
-        "",
-    ]
-    for task, title, metrics in (
-        ("rec", "REC on held-out `test` (accuracy at IoU)", [f"acc@{t}" for t in THRESHOLDS] + ["mean_iou"]),
-        (
-            "regions",
-            "Region descriptions on held-out `test`",
-            ["mean_s_loc", "recall"] + [f"acc@{t}" for t in THRESHOLDS],
-        ),
-    ):
-        rows = []
-        for arm in arms:
-            cells = []
-            for metric in metrics:
-                mean, std = _mean_std([100.0 * run["eval"][arm][task][metric] for run in runs])
-                cells.append(f"{mean:.1f} ± {std:.1f}")
-            rows.append([_label(arm, variant), *cells])
-        out += [f"## {title}", "", *_table(["model", *metrics], rows)]
-    out += ["## Difference from the baseline (points, mean ± std over seeds)", ""]
-    rows = []
-    verdict: list[str] = []
-    for arm in arms[1:]:
-        for task in ("rec", "regions"):
-            diffs = {
-                t: _mean_std(
-                    [
-                        100.0
-                        * (run["eval"][arm][task][f"acc@{t}"] - run["eval"]["baseline"][task][f"acc@{t}"])
-                        for run in runs
-                    ]
-                )
-                for t in THRESHOLDS
-            }
-            rows.append([_label(arm, variant), task, *(f"{m:+.1f} ± {s:.1f}" for m, s in diffs.values())])
-            if arm == variant:
-                beats = all(diffs[t][0] > diffs[t][1] and diffs[t][0] > 0 for t in ("0.8", "0.9"))
-                # a gain of zero at every threshold does not "grow"
-                grows = diffs["0.8"][0] > 0 and diffs["0.9"][0] >= diffs["0.8"][0] >= diffs["0.5"][0]
-                verdict.append(
-                    f"- {task}: gain at IoU 0.8 / 0.9 = {diffs['0.8'][0]:+.1f} / {diffs['0.9'][0]:+.1f} "
-                    "points "
-                    f"(spread {diffs['0.8'][1]:.1f} / {diffs['0.9'][1]:.1f}): "
-                    f"{'beats' if beats else 'does NOT beat'} the seed-to-seed spread; the gain "
-                    f"{'grows' if grows else 'does NOT grow'} with the threshold (0.5 -> 0.8 -> 0.9)."
-                )
-    out += _table(["model", "task", *(f"@{t}" for t in THRESHOLDS)], rows)
-    chosen = f"{variant}-sft-chosen"
-    if chosen in arms:
-        for task in ("rec", "regions"):
-            dpo = _mean_std([run["eval"][variant][task]["acc@0.8"] for run in runs])[0]
-            sft = _mean_std([run["eval"][chosen][task]["acc@0.8"] for run in runs])[0]
-            gap, spread = _mean_std(
-                [
-                    100.0 * (run["eval"][variant][task]["acc@0.8"] - run["eval"][chosen][task]["acc@0.8"])
-                    for run in runs
-                ]
-            )
-            better = "beats" if gap > max(spread, 0.0) else "does NOT beat"
-            verdict.append(
-                f"- {task}: DPO {better} SFT on chosen at IoU 0.8 "
-                f"by more than the spread ({100 * dpo:.1f} vs {100 * sft:.1f} %; difference {gap:+.1f} ± "
-                f"{spread:.1f} points)."
-            )
-    out += ["## The goal, checked", "", *verdict, ""]
-    out += ["## Per seed: semantic model and SPR pairs", ""]
-    out += _table(
-        [
-            "seed",
-            "CLIP object top-1 %",
-            "CLIP region top-1 %",
-            "pairs",
-            "S_loc chosen / rejected",
-            "DPO loss",
-        ],
-        [_seed_row(run) for run in runs],
-    )
-    out += [
-        "## Wall time per seed (s)",
-        "",
-        "A baseline reused from the cache shows ~0 in its first row; the last row is how long its "
-        "training took when it ran (possibly on another machine).",
-        "",
-    ]
-    stages = list(first["wall_s"])
-    rows = [[s, *(f"{run['wall_s'].get(s, 0):.0f}" for run in runs)] for s in stages]
-    rows.append(["SFT baseline training", *(f"{run['sft']['seconds']:.0f}" for run in runs)])
-    out += _table(["stage", *map(str, seeds)], rows)
-    return "\n".join(out)
-
-
-def _seed_row(run: dict[str, Any]) -> list[str]:
-    """CLIP retrieval (top-1 on `val`) and the SPR run's pairs of one seed's results."""
-    retrieval = run["clip"].get("retrieval") or {}
-    summary = run["spr"]["summary"]
-    return [
-        str(run["seed"]),
-        _pct(retrieval.get("object_top1")),
-        _pct(retrieval.get("region_top1")),
-        str(summary.get("pairs")),
-        f"{_f(summary.get('mean_chosen_localization'))} / {_f(summary.get('mean_rejected_localization'))}",
-        _f((summary.get("train") or {}).get("loss")),
-    ]
+    return [*head, note, "", *table(["retrieval", "n", "top-1 %"], rows)]
 
 
 SETTINGS_SHOWN = (
@@ -311,15 +298,18 @@ SETTINGS_SHOWN = (
     "refine",
     "samples_per_prompt",
     "min_margin",
+    "rounds",
     "trainer_args",
 )
+_SETTING_DEFAULTS: dict[str, Any] = {"rounds": 1}  # results written before a setting existed
 REPORT_START = "<!-- bench:start -->"
 REPORT_END = "<!-- bench:end -->"
 
 
 def ablations_markdown(runs: Sequence[dict[str, Any]], title: str = "Ablations") -> list[str]:
     """Every SPR variant run on the same baseline (one results JSON each, the main run first): the
-    settings that differ from the main run, and accuracy at each IoU in points over the baseline."""
+    settings that differ from the main run, and each run's last round (DPO and SFT on chosen) in
+    points over the baseline at each IoU."""
     main = runs[0]
     reference = main["config"]["spr"]
     base = main["eval"]["baseline"]
@@ -327,25 +317,27 @@ def ablations_markdown(runs: Sequence[dict[str, Any]], title: str = "Ablations")
     for run in runs:
         variant = run["variant"]
         spr = run["config"]["spr"]
-        changed = (
-            ", ".join(f"{k} {_setting(spr[k])}" for k in SETTINGS_SHOWN if spr[k] != reference[k])
-            or "main settings"
+        changed = ", ".join(
+            f"{k} {_setting(_value(spr, k))}"
+            for k in SETTINGS_SHOWN
+            if _value(spr, k) != _value(reference, k)
         )
-        for arm in (variant, f"{variant}-sft-chosen"):
-            if arm not in run["eval"]:
+        last = rounds_of(run)
+        for arm in arms_of(run):
+            if arm.kind == "baseline" or arm.round != last:
                 continue
-            cells = []
-            for task in ("rec", "regions"):
-                cells += [
-                    f"{100.0 * (run['eval'][arm][task][f'acc@{t}'] - base[task][f'acc@{t}']):+.1f}"
-                    for t in THRESHOLDS
-                ]
-            regions = run["eval"][arm]["regions"]
-            cells += [
-                f"{100.0 * (regions['mean_s_loc'] - base['regions']['mean_s_loc']):+.1f}",
-                _pct(regions["parse_problem_rate"]),
+            metrics = run["eval"][arm.key]
+            cells = [
+                _points(accuracy(metrics[task], t), accuracy(base[task], t))
+                for task in ("rec", "regions")
+                for t in THRESHOLDS
             ]
-            rows.append([_label(arm, variant), changed or "main settings", *cells])
+            regions = metrics["regions"]
+            cells += [
+                _points(regions["mean_s_loc"], base["regions"]["mean_s_loc"]),
+                pct(regions["parse_problem_rate"]),
+            ]
+            rows.append([label(arm, variant), changed or "main settings", *cells])
     header = [
         "arm",
         "settings",
@@ -357,12 +349,16 @@ def ablations_markdown(runs: Sequence[dict[str, Any]], title: str = "Ablations")
     return [
         f"## {title} (points over the baseline, same baseline and test split)",
         "",
-        "REC: accuracy at IoU; regions: matched-box accuracy at IoU and mean S_loc, in points over the "
-        f"baseline; parse %: region answers with a parse problem (baseline "
-        f"{_pct(base['regions']['parse_problem_rate'])} %).",
+        "Each run's last SPR round. REC: accuracy at IoU; regions: matched-box accuracy at IoU and mean "
+        "S_loc, in points over the baseline; parse %: region answers with a parse problem (baseline "
+        f"{pct(base['regions']['parse_problem_rate'])} %).",
         "",
-        *_table(header, rows),
+        *table(header, rows),
     ]
+
+
+def _value(config: dict[str, Any], key: str) -> Any:
+    return config.get(key, _SETTING_DEFAULTS.get(key))
 
 
 def _setting(value: Any) -> str:

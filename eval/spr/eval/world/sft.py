@@ -18,7 +18,7 @@ import math
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -243,7 +243,16 @@ def _stage_batches(encoder: Encoder, world: World, config: SftConfig, index: int
     low, high = stage.objects
     if not 1 <= low <= high:
         raise SftError(f"SFT stage {stage.name!r}: objects must be 1 <= min <= max, got {stage.objects}")
-    spec = SceneSpec(world.config.image_size, low, high, stage.kinds, world.config.expressions_per_image)
+    wc = world.config
+    spec = SceneSpec(
+        wc.image_size,
+        low,
+        high,
+        stage.kinds,
+        wc.expressions_per_image,
+        distinct_colours=wc.distinct_colours,
+        regions=replace(wc.region_config(), regions_per_image=1),
+    )
     scenes = SceneExamples(spec)
     seed = [config.seed, 7, index]
     if config.data_workers == 0:

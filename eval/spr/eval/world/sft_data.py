@@ -15,12 +15,13 @@ answer, so the loss is on answer tokens only.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from spr.eval.world.expressions import sample_expressions
+from spr.shared.regions import RegionConfig
 from spr.shared.schemas import AnnotatedObject, GroundingFormat, ImageRef, RegionTask, Size
 
 IGNORE_INDEX = -100
@@ -81,14 +82,17 @@ def region_examples(path: Path, fmt: GroundingFormat = "qwen2vl") -> list[SftExa
 @dataclass(frozen=True)
 class SceneSpec:
     """Scenes drawn for one SFT stage: ``image_size`` pixels square, ``min_objects..max_objects``
-    shapes, example ``kinds`` ("rec", "regions"; regions need >= 5 objects, the paper's rule),
-    ``expressions`` REC examples per scene."""
+    shapes, example ``kinds`` ("rec", "regions"; regions are built by ``regions``, by default the
+    paper's rule, which needs >= 5 objects), ``expressions`` REC examples per scene,
+    ``distinct_colours`` as in :func:`spr.shared.datasets.synthetic.draw_scene`."""
 
     image_size: int
     min_objects: int
     max_objects: int
     kinds: tuple[str, ...]
     expressions: int = 3
+    distinct_colours: bool = False
+    regions: RegionConfig = field(default_factory=RegionConfig)
 
 
 class SceneExamples:
@@ -108,12 +112,12 @@ class SceneExamples:
         """One scene's examples (all from the same picture); the scene depends on ``rng`` alone."""
         from spr.shared.datasets.synthetic import draw_scene
         from spr.shared.formats import render_box
-        from spr.shared.regions import RegionConfig, build_regions
+        from spr.shared.regions import build_regions
 
         spec = self.spec
         side = spec.image_size
         count = int(rng.integers(spec.min_objects, spec.max_objects + 1))
-        picture, shapes = draw_scene(rng, side, side, count)
+        picture, shapes = draw_scene(rng, side, side, count, distinct_colours=spec.distinct_colours)
         objects = [AnnotatedObject(label=name, box=box) for name, box, _ in shapes]
         size = Size(width=side, height=side)
         name = f"scene/{int(rng.integers(2**62))}"
@@ -126,7 +130,7 @@ class SceneExamples:
         if "regions" in spec.kinds:
             image = ImageRef(path=name, width=side, height=side)
             seed = int(rng.integers(2**31))
-            for task in build_regions(image, objects, config=RegionConfig(regions_per_image=1), seed=seed):
+            for task in build_regions(image, objects, config=spec.regions, seed=seed):
                 example = region_example(task, self.canonical, self.fmt)
                 out.append(SftExample(name, example.prompt, example.answer, "regions", picture))
         return out

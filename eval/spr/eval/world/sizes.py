@@ -14,6 +14,7 @@ from spr.eval.world.sft import SftConfig, SftStage
 from spr.eval.world.spr_stage import SprConfig
 from spr.eval.world.vision_pretrain import VisionPretrainConfig
 from spr.eval.world.world import WorldConfig
+from spr.shared.tiny import Qwen2VLSpec
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,8 @@ SMOKE = BenchSize(
 # default does not have, so only the GPU size uses it.
 # The per-run part (SPR + three evaluated arms) is sized for 2 cores: 64 SPR tasks x 3 prompts x 4
 # samples, 100 test images.
-DEFAULT = BenchSize(
-    name="default",
+CROWDED = BenchSize(
+    name="crowded",
     sft=SftConfig(
         stages=(
             SftStage("one object", 800, (1, 1), ("rec",)),
@@ -113,11 +114,11 @@ DEFAULT = BenchSize(
 # (2.5x the steps, the crowded stage longest) after dense colour/shape pre-training of the vision
 # tower. World, SPR and evaluation stay the default's so its numbers compare with the default's and
 # its per-run part still fits a CPU.
-LARGE = replace(
-    DEFAULT,
-    name="large",
+CROWDED_LARGE = replace(
+    CROWDED,
+    name="crowded-large",
     sft=replace(
-        DEFAULT.sft,
+        CROWDED.sft,
         vision_pretrain=VisionPretrainConfig(steps=500),
         stages=(
             SftStage("one object", 1500, (1, 1), ("rec",)),
@@ -128,9 +129,61 @@ LARGE = replace(
     ),
 )
 
-SIZES: dict[str, BenchSize] = {size.name: size for size in (SMOKE, DEFAULT, LARGE)}
+# The precision tier: scenes of one or two shapes of distinct colours, so "the red circle" is
+# resolvable by colour alone (with the frozen random vision tower the model learns colour, not shape).
+# It tests the paper's central claim, that preferring refined, precise boxes sharpens localization at
+# high IoU, on a baseline that does localize. Boxes are one number token per integer 0..1000 (digit
+# tokens learned a lone object 3-6x slower, SYNTHETIC_WORLD.md). Region tasks are whole images (every
+# object its GT): the paper's union box of one or two objects would write their boxes into the prompt.
+# Sized for 2 CPU cores: the baseline in about 20 minutes on one thread, SPR rounds and the evaluated
+# arms in about 20 more, so two seeds run side by side, one thread each.
+PRECISION_WORLD = WorldConfig(
+    train_images=400,
+    spr_images=128,
+    val_images=40,
+    test_images=150,
+    val_single_images=40,
+    min_objects=1,
+    max_objects=2,
+    distinct_colours=True,
+    whole_image_regions=True,
+)
+PRECISION = BenchSize(
+    name="precision",
+    world=PRECISION_WORLD,
+    sft=SftConfig(
+        spec=Qwen2VLSpec(num_hidden_layers=4, intermediate_size=512, rope_theta=5.0, number_tokens=1000),
+        stages=(
+            SftStage("one object", 1000, (1, 1), ("rec",)),
+            SftStage("one or two objects", 3000, (1, 2), ("rec", "regions")),
+        ),
+        batch_size=16,
+        learning_rate=1e-3,
+        eval_every=1000,
+        eval_limit=40,
+        eval_region_tokens=64,
+    ),
+    spr=SprConfig(samples_per_prompt=4, max_new_tokens=64, rounds=3),
+    eval_region_tokens=64,
+)
+PRECISION_SMOKE = replace(
+    SMOKE,
+    name="smoke",
+    world=replace(SMOKE.world, min_objects=1, max_objects=2, distinct_colours=True, whole_image_regions=True),
+    sft=replace(
+        SMOKE.sft,
+        spec=PRECISION.sft.spec,
+        stages=(SftStage("one object", 4, (1, 1), ("rec",)), SftStage("one or two objects", 4, (1, 2))),
+    ),
+    spr=replace(SMOKE.spr, rounds=2),
+)
+CROWDED_SMOKE = replace(SMOKE, name="crowded-smoke")
+
+SIZES: dict[str, BenchSize] = {
+    size.name: size for size in (PRECISION_SMOKE, PRECISION, CROWDED_SMOKE, CROWDED, CROWDED_LARGE)
+}
 
 
 def default_size(device: str) -> str:
-    """The size a run gets when none is named: ``large`` on a CUDA device, else ``default``."""
-    return "large" if device.startswith("cuda") else "default"
+    """The size a run gets when none is named: ``crowded-large`` on a CUDA device, else ``precision``."""
+    return "crowded-large" if device.startswith("cuda") else "precision"

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from spr.eval.world.expressions import sample_expressions
 from spr.shared.errors import SprError
+from spr.shared.regions import RegionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,11 @@ class WorldError(SprError):
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Images per split, objects per image, image side (pixels), expressions and regions per image."""
+    """Images per split, objects per image, image side (pixels), expressions and regions per image.
+
+    ``distinct_colours``: no two shapes of an image share a colour (the colour alone names a shape);
+    ``whole_image_regions``: each image's one region task is the whole image with every object as GT
+    (for scenes of one or two objects, where the paper's union box would give the boxes away)."""
 
     train_images: int = 400
     spr_images: int = 64
@@ -49,10 +54,18 @@ class WorldConfig:
     image_size: int = 256
     expressions_per_image: int = 3
     regions_per_image: int = 1
+    distinct_colours: bool = False
+    whole_image_regions: bool = False
     seed: int = 0
 
     def images(self, split: str) -> int:
         return int(getattr(self, f"{split}_images"))
+
+    def region_config(self) -> RegionConfig:
+        """How the world's region tasks are built (the paper's rule, or whole images)."""
+        if self.whole_image_regions:
+            return RegionConfig(min_objects=1, whole_image=True)
+        return RegionConfig(regions_per_image=self.regions_per_image)
 
     def split_seed(self, split: str) -> int:
         """A distinct image seed per (seed, split)."""
@@ -99,7 +112,7 @@ def build_world(root: Path, config: WorldConfig) -> World:
 def _build_split(world: World, split: str) -> None:
     from spr.shared.datasets.coco import load_coco
     from spr.shared.datasets.synthetic import write_synthetic_dataset
-    from spr.shared.regions import RegionConfig, build_regions
+    from spr.shared.regions import build_regions
 
     config = world.config
     single = split == "val_single"
@@ -110,8 +123,9 @@ def _build_split(world: World, split: str) -> None:
         min_objects=1 if single else config.min_objects,
         max_objects=1 if single else config.max_objects,
         size=(config.image_size, config.image_size),
+        distinct_colours=config.distinct_colours,
     )
-    region_config = RegionConfig(regions_per_image=config.regions_per_image)
+    region_config = config.region_config()
     rec_lines: list[str] = []
     region_lines: list[str] = []
     for index, (image, objects) in enumerate(load_coco(annotations, data_root=world.root)):

@@ -45,6 +45,13 @@ def build_engine(settings: GeneratorSettings) -> Engine:
             dtype=settings.generator_dtype,
             model_id=settings.generator_model_id,
             torch_threads=settings.generator_torch_threads,
+            adapter=settings.generator_adapter,
+        )
+    if settings.generator_adapter is not None:
+        raise SprError(
+            "SPR_GENERATOR_ADAPTER works with SPR_GENERATOR_ENGINE=transformers; with "
+            f"{settings.generator_engine}, serve the adapter with vLLM (--enable-lora) or merge it "
+            "(spr train --merge_adapter true)"
         )
     if settings.generator_engine == "vllm":
         from spr.generator.engines.vllm_engine import VllmServerEngine

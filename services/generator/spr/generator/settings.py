@@ -41,6 +41,11 @@ class GeneratorSettings(BaseSettings):
         description="Local model folder (config.json, weights, processor). Required for transformers and "
         "vllm_offline; for vllm it is optional and used for the grounding format and qwen25vl's resize rule.",
     )
+    generator_adapter: Path | None = Field(
+        default=None,
+        description="transformers: a LoRA adapter folder (e.g. the last SPR round's adapter/) merged onto "
+        "SPR_GENERATOR_MODEL at load, so the next round samples the trained policy.",
+    )
     generator_model_id: str | None = Field(
         default=None, description="Model id recorded on candidate groups (default: served name or folder)."
     )

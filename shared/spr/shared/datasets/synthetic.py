@@ -51,6 +51,7 @@ def write_synthetic_dataset(
     max_objects: int = 9,
     size: tuple[int, int] = (256, 256),
     on_image: Callable[[], object] | None = None,
+    distinct_colours: bool = False,
 ) -> Path:
     """Write ``images`` PNGs to ``out_dir/images/`` and their COCO annotations to
     ``out_dir/annotations.json``; return the annotations path.
@@ -58,7 +59,8 @@ def write_synthetic_dataset(
     ``size`` is (width, height) in pixels. COCO ``file_name`` is ``images/NNNNNN.png``, relative to
     ``out_dir`` (the data root); boxes are exact tight pixel boxes ``[x, y, w, h]`` of each shape and
     ``area`` is its pixel count. Image ``i`` depends only on ``(seed, i)`` and the arguments.
-    ``on_image`` is called after each image is written (for progress bars).
+    ``on_image`` is called after each image is written (for progress bars); ``distinct_colours``: as
+    in :func:`draw_scene`.
     """
     width, height = size
     if images < 1:
@@ -78,7 +80,8 @@ def write_synthetic_dataset(
     coco_annotations: list[dict[str, Any]] = []
     for index in range(images):
         rng = np.random.default_rng([seed, index])
-        picture, shapes = draw_scene(rng, width, height, int(rng.integers(min_objects, max_objects + 1)))
+        count = int(rng.integers(min_objects, max_objects + 1))
+        picture, shapes = draw_scene(rng, width, height, count, distinct_colours=distinct_colours)
         file_name = f"images/{index:06d}.png"
         picture.save(out_dir / file_name, format="PNG")
         image_id = index + 1
@@ -111,19 +114,24 @@ def write_synthetic_dataset(
 
 
 def draw_scene(
-    rng: Rng, width: int, height: int, count: int
+    rng: Rng, width: int, height: int, count: int, *, distinct_colours: bool = False
 ) -> tuple[Image.Image, list[tuple[str, LayoutBox, int]]]:
     """One RGB picture of ``width`` x ``height`` pixels with ``count`` shapes, and its shapes as
     (category name, tight pixel box x1 y1 x2 y2 with exclusive ends, pixel area), in drawing order.
 
     Draws from ``rng`` alone, so a seeded generator gives the same scene; this is what
     :func:`write_synthetic_dataset` writes per image, and what a training loop calls to see a fresh
-    image every step. DatasetError when ``count`` shapes do not fit without overlap."""
+    image every step. ``distinct_colours``: no two shapes share a colour (so a colour names one
+    shape). DatasetError when ``count`` shapes do not fit without overlap, or ``distinct_colours``
+    asks for more shapes than there are colours."""
+    if distinct_colours and count > len(COLOURS):
+        raise DatasetError(f"distinct colours allow at most {len(COLOURS)} shapes, got {count}")
     picture = Image.fromarray(_background(rng, width, height))
     side_lo = max(_MIN_SIDE, min(width, height) // 10)
     side_hi = max(side_lo + 1, min(width, height) // 4)
     placed: list[LayoutBox] = []
     shapes: list[tuple[str, LayoutBox, int]] = []
+    unused = list(COLOURS)
     for _ in range(count):
         layout = _place(rng, width, height, side_lo, side_hi, placed)
         if layout is None:
@@ -132,7 +140,10 @@ def draw_scene(
                 "or fewer objects"
             )
         placed.append(layout)
-        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+        if distinct_colours:
+            colour = unused.pop(int(rng.integers(len(unused))))
+        else:
+            colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         x0, y0, x1, y1 = layout
         mask = _shape_mask(shape, x1 - x0, y1 - y0)

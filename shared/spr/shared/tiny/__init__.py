@@ -66,8 +66,13 @@ class TinyModels:
     clip: Path
 
 
-def build_tiny_models(out: Path, seed: int = 0, *, overwrite: bool = False) -> TinyModels:
+def build_tiny_models(
+    out: Path, seed: int = 0, *, overwrite: bool = False, number_tokens: int | None = None
+) -> TinyModels:
     """Build (or reuse) the tiny Qwen2-VL and CLIP under ``out`` and return their folders.
+
+    ``number_tokens``: give the Qwen2-VL one token per integer ``0..number_tokens`` (1000 for its
+    0-1000 box grid; see :mod:`spr.shared.tiny.numbers`); None keeps one token per digit.
 
     A model folder already complete with the same seed and build format is kept as is. With
     ``overwrite`` every model folder is rebuilt. Raises :class:`TinyModelError` when a folder holds a
@@ -78,16 +83,26 @@ def build_tiny_models(out: Path, seed: int = 0, *, overwrite: bool = False) -> T
         raise TinyModelError(f"seed must be >= 0, got {seed}")
     out = Path(out)
     models = TinyModels(root=out, qwen2vl=out / "qwen2vl", clip=out / "clip")
-    _ensure("qwen2vl", models.qwen2vl, seed, overwrite, lambda d: build_qwen2vl(d, seed=seed))
+    spec = Qwen2VLSpec(number_tokens=number_tokens)
+    extra: dict[str, object] = {} if number_tokens is None else {"number_tokens": number_tokens}
+    _ensure(
+        "qwen2vl", models.qwen2vl, seed, overwrite, lambda d: build_qwen2vl(d, seed=seed, spec=spec), extra
+    )
     _ensure("clip", models.clip, seed, overwrite, lambda d: build_clip(d, seed=seed))
     return models
 
 
-def _marker(kind: str, seed: int) -> dict[str, object]:
-    return {"builder": "spr.shared.tiny", "format": BUILD_FORMAT, "model": kind, "seed": seed}
+def _marker(kind: str, seed: int, extra: dict[str, object] | None = None) -> dict[str, object]:
+    return {
+        "builder": "spr.shared.tiny",
+        "format": BUILD_FORMAT,
+        "model": kind,
+        "seed": seed,
+        **(extra or {}),
+    }
 
 
-def _is_complete(target: Path, kind: str, seed: int) -> bool:
+def _is_complete(target: Path, kind: str, seed: int, extra: dict[str, object] | None = None) -> bool:
     """True when ``target`` holds this exact build; raises when it holds something else."""
     marker = target / MARKER_FILE
     if not marker.is_file():
@@ -101,22 +116,33 @@ def _is_complete(target: Path, kind: str, seed: int) -> bool:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise TinyModelError(f"{marker} is unreadable ({exc}); pass --overwrite to rebuild") from exc
-    if recorded == _marker(kind, seed):
+    if recorded == _marker(kind, seed, extra):
         return True
     found = (
-        f"seed {recorded.get('seed')}, format {recorded.get('format')}" if isinstance(recorded, dict) else "?"
+        f"seed {recorded.get('seed')}, format {recorded.get('format')}, number tokens "
+        f"{recorded.get('number_tokens')}"
+        if isinstance(recorded, dict)
+        else "?"
     )
+    wanted = (extra or {}).get("number_tokens")
     raise TinyModelError(
-        f"{target} holds a tiny {kind} built with {found}, not seed {seed}, format {BUILD_FORMAT}; "
-        "pass --overwrite (overwrite=True) to rebuild it"
+        f"{target} holds a tiny {kind} built with {found}, not seed {seed}, format {BUILD_FORMAT}, number "
+        f"tokens {wanted}; pass --overwrite (overwrite=True) to rebuild it"
     )
 
 
-def _ensure(kind: str, target: Path, seed: int, overwrite: bool, build: Callable[[Path], Path]) -> None:
+def _ensure(
+    kind: str,
+    target: Path,
+    seed: int,
+    overwrite: bool,
+    build: Callable[[Path], Path],
+    extra: dict[str, object] | None = None,
+) -> None:
     if target.is_dir():
         if overwrite:
             shutil.rmtree(target)
-        elif _is_complete(target, kind, seed):
+        elif _is_complete(target, kind, seed, extra):
             logger.info("tiny %s in %s is complete (seed %d); keeping it", kind, target, seed)
             return
         else:
@@ -132,13 +158,13 @@ def _ensure(kind: str, target: Path, seed: int, overwrite: bool, build: Callable
             # safetensors writes 0600; the folder is meant to be mounted read-only by other services.
             path.chmod(0o644)
         (staging / "model" / MARKER_FILE).write_text(
-            json.dumps(_marker(kind, seed), sort_keys=True) + "\n", encoding="utf-8"
+            json.dumps(_marker(kind, seed, extra), sort_keys=True) + "\n", encoding="utf-8"
         )
         try:
             (staging / "model").rename(target)
         except OSError:
             # Another builder finished first: its folder is as good as ours when it is the same build.
-            if not (target.is_dir() and _is_complete(target, kind, seed)):
+            if not (target.is_dir() and _is_complete(target, kind, seed, extra)):
                 raise
         logger.info(
             "built tiny %s (seed %d) in %s in %.1f s", kind, seed, target, time.perf_counter() - started

@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from spr.shared.tiny.numbers import add_number_tokens, init_number_rows
 from spr.shared.tiny.tokenizer import QWEN2VL_EOS_TOKEN, QWEN2VL_PAD_TOKEN, train_qwen2_tokenizer
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Qwen2VLSpec:
     temporal_patch_size: int = 2
     min_pixels: int = 56 * 56
     max_pixels: int = 224 * 224
+    number_tokens: int | None = None
 
     def __post_init__(self) -> None:
         head_dim, rem = divmod(self.hidden_size, self.num_attention_heads)
@@ -76,6 +78,8 @@ class Qwen2VLSpec:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
         if self.vision_embed_dim % self.vision_num_heads:
             raise ValueError("vision_embed_dim must be a multiple of vision_num_heads")
+        if self.number_tokens is not None and not 0 <= self.number_tokens <= 100_000:
+            raise ValueError(f"number_tokens must be in 0..100000 or None, got {self.number_tokens}")
 
 
 def chat_template() -> str:
@@ -100,6 +104,7 @@ def build_qwen2vl(out_dir: Path, *, seed: int = 0, spec: Qwen2VLSpec | None = No
 
     spec = spec or Qwen2VLSpec()
     tokenizer = train_qwen2_tokenizer()
+    number_ids = [] if spec.number_tokens is None else add_number_tokens(tokenizer, spec.number_tokens)
     template = chat_template()
     tokenizer.chat_template = template
     ids = {tok: _token_id(tokenizer, tok) for tok in tokenizer.all_special_tokens}
@@ -129,6 +134,8 @@ def build_qwen2vl(out_dir: Path, *, seed: int = 0, spec: Qwen2VLSpec | None = No
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2VLForConditionalGeneration(config).float().eval()  # type: ignore[no-untyped-call]
+        if number_ids:
+            init_number_rows(model, number_ids)
     model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         bos_token_id=pad_id,
         eos_token_id=[eos_id, pad_id],
