@@ -373,6 +373,47 @@ def test_scene_examples_are_fresh_and_answer_with_the_scene_boxes() -> None:
             assert 0 <= x1 < x2 <= 128 and 0 <= y1 < y2 <= 128
 
 
+def test_precision_scenes_have_distinct_colours_and_whole_image_regions() -> None:
+    from spr.eval.world.sizes import PRECISION
+    from spr.shared.formats import parse
+
+    world = PRECISION.world
+    spec = SceneSpec(
+        image_size=128,
+        min_objects=2,
+        max_objects=2,
+        kinds=("rec", "regions"),
+        distinct_colours=world.distinct_colours,
+        regions=world.region_config(),
+    )
+    scenes = SceneExamples(spec)
+    for seed in range(5):
+        examples = scenes.draw(np.random.default_rng(seed))
+        [region] = [e for e in examples if e.kind == "regions"]
+        assert "(0,0),(1000,1000)" in region.prompt  # the whole image: no box given away
+        labels = [
+            p.text for p in parse(region.answer, "qwen2vl", image_size=Size(width=128, height=128)).phrases
+        ]
+        assert len(labels) == 2 and len({label.split()[0] for label in labels}) == 2  # distinct colours
+        for rec in (e for e in examples if e.kind == "rec"):
+            colour = rec.prompt.split("the ", 1)[1].split()[0]
+            assert sum(label.startswith(colour) for label in labels) == 1  # the colour names one shape
+
+
+def test_seeds_side_by_side_write_the_report_and_the_plot(tmp_path: Path) -> None:
+    workdir = tmp_path / "seeds"
+    markdown = tmp_path / "docs" / "RESULTS.md"
+    argv = ["bench", "shapes", "--smoke", "--seeds", "3", "4", "--jobs", "2", "--workdir", str(workdir)]
+    assert main([*argv, "--markdown", str(markdown)]) == 0
+    runs = [json.loads((workdir / f"seed-{s}" / "results.json").read_text()) for s in (3, 4)]
+    assert [run["seed"] for run in runs] == [3, 4]
+    assert runs[0]["eval"]["baseline"] != runs[1]["eval"]["baseline"] or runs[0]["sft"] != runs[1]["sft"]
+    assert "SFT step" in (workdir / "seed-3.log").read_text()  # each seed's process logged to its file
+    text = markdown.read_text()
+    assert "seeds 3, 4" in text and f"]({PLOT_PNG})" in text
+    assert (markdown.parent / PLOT_PNG).read_bytes().startswith(b"\x89PNG")
+
+
 def test_collect_reports_the_main_run_and_every_ablation(smoke_run: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "collected"
     workdir.mkdir()
