@@ -1,5 +1,6 @@
-"""One benchmark run: world -> SFT baseline (cached) -> SPR through the pipeline -> `spr eval` on the
-held-out ``test`` split for the baseline and baseline + SPR adapter -> results JSON and markdown.
+"""One benchmark run: world -> SFT baseline (cached) -> SPR rounds through the pipeline -> SFT on each
+round's chosen answers -> `spr eval` on the held-out ``test`` split for the baseline and every round's
+adapters -> results JSON and markdown.
 
 Folder layout under ``workdir``: ``world/`` (data), ``baseline/`` (the SFT checkpoint, reused when it
 was trained with the same config), ``clip/`` (the scorer's semantic model), ``spr/<variant>/`` (the

@@ -1,5 +1,7 @@
-"""Benchmark sizes: ``smoke`` (CI: the plumbing end to end in a few minutes, numbers meaningless) and
-``default`` (2 CPU cores; the SFT baseline is trained once and cached, the rest fits the issue's budget).
+"""Benchmark sizes of the two tiers of the world. Precision tier (one or two shapes of distinct
+colours): ``smoke`` (CI: the plumbing end to end in a few minutes, numbers meaningless) and
+``precision`` (the CPU default). Crowded tier (5-9 shapes): ``crowded-smoke``, ``crowded`` (2 CPU
+cores) and ``crowded-large`` (a GPU). The SFT baseline is trained once per seed and cached.
 
 Nothing here was chosen by looking at the ``test`` split; the SFT schedule follows the measurements
 in SYNTHETIC_WORLD.md and the learning curve on ``val``.
