@@ -308,8 +308,9 @@ REPORT_END = "<!-- bench:end -->"
 
 def ablations_markdown(runs: Sequence[dict[str, Any]], title: str = "Ablations") -> list[str]:
     """Every SPR variant run on the same baseline (one results JSON each, the main run first): the
-    settings that differ from the main run, and each run's last round (DPO and SFT on chosen) in
-    points over the baseline at each IoU."""
+    settings that differ from the main run, and in points over the baseline at each IoU every round
+    of the main run and each other run's last round (DPO and SFT on chosen), so a one-round ablation
+    compares with the main run's first round."""
     main = runs[0]
     reference = main["config"]["spr"]
     base = main["eval"]["baseline"]
@@ -324,7 +325,7 @@ def ablations_markdown(runs: Sequence[dict[str, Any]], title: str = "Ablations")
         )
         last = rounds_of(run)
         for arm in arms_of(run):
-            if arm.kind == "baseline" or arm.round != last:
+            if arm.kind == "baseline" or (run is not main and arm.round != last):
                 continue
             metrics = run["eval"][arm.key]
             cells = [
@@ -349,7 +350,8 @@ def ablations_markdown(runs: Sequence[dict[str, Any]], title: str = "Ablations")
     return [
         f"## {title} (points over the baseline, same baseline and test split)",
         "",
-        "Each run's last SPR round. REC: accuracy at IoU; regions: matched-box accuracy at IoU and mean "
+        "Every round of the main run, each ablation's last round. REC: accuracy at IoU; regions: "
+        "matched-box accuracy at IoU and mean "
         "S_loc, in points over the baseline; parse %: region answers with a parse problem (baseline "
         f"{pct(base['regions']['parse_problem_rate'])} %).",
         "",
