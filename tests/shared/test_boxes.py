@@ -52,6 +52,28 @@ def test_iou_matrix_zero_area_boxes_do_not_divide_by_zero() -> None:
     assert iou_matrix([(1.0, 1.0, 1.0, 1.0)], [(1.0, 1.0, 1.0, 1.0)])[0, 0] == 0.0
 
 
+def test_iou_matrix_divides_tiny_positive_unions_as_they_are() -> None:
+    # Sides of 1e-7 px: the union is 1e-14 px^2, far under any floor a division guard might use.
+    tiny = (5.0, 5.0, 5.0 + 1e-7, 5.0 + 1e-7)
+    half = (5.0, 5.0, 5.0 + 5e-8, 5.0 + 1e-7)
+    np.testing.assert_allclose(iou_matrix([tiny], [tiny, half]), [[1.0, 0.5]], rtol=1e-6)
+
+
+def test_python_and_numpy_paths_agree_on_tiny_boxes() -> None:
+    tiny = [(float(i), 0.0, i + 1e-7, 1e-7) for i in range(12)]  # 1e-14 px^2 each
+    original = boxes_module._PYTHON_PAIRS_MAX
+    try:
+        boxes_module._PYTHON_PAIRS_MAX = 10**9
+        loop = localization_score(tiny, tiny)
+        boxes_module._PYTHON_PAIRS_MAX = -1
+        vectorised = localization_score(tiny, tiny)
+    finally:
+        boxes_module._PYTHON_PAIRS_MAX = original
+    assert loop.score == pytest.approx(1.0)
+    assert vectorised.score == pytest.approx(1.0)
+    assert [(m.gt, m.pred) for m in vectorised.matches] == [(i, i) for i in range(12)]
+
+
 def test_iou_matrix_rejects_wrong_shape() -> None:
     with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
         iou_matrix([(0.0, 0.0, 1.0)], [(0.0, 0.0, 1.0, 1.0)])  # type: ignore[list-item]
