@@ -99,16 +99,30 @@ def test_qwen25vl_example_in_resized_pixels() -> None:
     assert text[slice(*result.phrases[0].span)] == "a red cup"
 
 
-def test_kosmos2_example_decodes_to_cell_bounds() -> None:
+def test_kosmos2_example_decodes_to_cell_centres() -> None:
     text = (
         "<grounding> An image of<phrase> a snowman</phrase>"
         "<object><patch_index_0044><patch_index_0863></object>"
     )
     result = _parse(text, "kosmos2", Size(width=640, height=320))
     assert [p.text for p in result.phrases] == ["a snowman"]
-    # 44 = row 1, col 12 (top-left cell); 863 = row 26, col 31 (bottom-right cell).
-    assert _flat(result.all_boxes()) == pytest.approx(_flat([(240.0, 10.0, 640.0, 270.0)]))
+    # 44 = row 1, col 12 (top-left cell); 863 = row 26, col 31 (bottom-right cell); cells are 20 x 10
+    # pixels. Different rows and columns: the centres of the two cells, as Kosmos-2's decoder does
+    # (the outer bounds would be 240, 10, 640, 270).
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(250.0, 15.0, 630.0, 265.0)]))
     assert _span_texts(text, result) == ["<patch_index_0044><patch_index_0863>"]
+
+
+def test_kosmos2_cells_in_one_row_column_or_cell_decode_to_their_bounds() -> None:
+    image = Size(width=640, height=320)  # cells of 20 x 10 pixels
+    cases = {
+        "<patch_index_0044><patch_index_0060>": (240.0, 10.0, 580.0, 20.0),  # row 1, cols 12-28
+        "<patch_index_0044><patch_index_0844>": (240.0, 10.0, 260.0, 270.0),  # col 12, rows 1-26
+        "<patch_index_0044><patch_index_0044>": (240.0, 10.0, 260.0, 20.0),  # one cell
+    }
+    for pair, box in cases.items():
+        result = _parse(f"<phrase>x</phrase><object>{pair}</object>", "kosmos2", image)
+        assert _flat(result.all_boxes()) == pytest.approx(_flat([box])), pair
 
 
 def test_render_box_per_format() -> None:
@@ -247,6 +261,39 @@ def test_complete_coordinates_without_closing_tag_are_kept() -> None:
         assert result.problems == [], fmt
 
 
+def test_unclosed_box_followed_by_words_does_not_take_the_next_box() -> None:
+    # The model left a box tag open and wrote on: the next box belongs to no phrase of its own (it
+    # follows words), not to the unclosed box's phrase.
+    cases: dict[GroundingFormat, tuple[str, str, int]] = {
+        "kosmos2": (
+            "<phrase>a cup</phrase><object><patch_index_0000><patch_index_0033> and then "
+            "<object><patch_index_0002><patch_index_0035></object>",
+            "<object>",
+            0,
+        ),
+        "qwen2vl": (
+            "<|object_ref_start|>a cup<|object_ref_end|><|box_start|>(1,2),(3,4) and then "
+            "<|box_start|>(5,6),(7,8)<|box_end|>",
+            "<|box_start|>",
+            0,
+        ),
+        # InternVL's reader keeps the complete list it finds in the unclosed tag.
+        "internvl": ("<ref>a cup</ref><box>[[1, 2, 3, 4]] and then <box>[[5, 6, 7, 8]]</box>", "<box>", 1),
+    }
+    for fmt, (text, tag, kept) in cases.items():
+        result = _parse(text, fmt)
+        assert [(p.text, len(p.boxes)) for p in result.phrases] == [("a cup", kept), ("", 1)], fmt
+        start = text.rindex(tag)  # the last box's opening tag starts the phrase without text
+        assert result.phrases[1].span == (start, start), fmt
+    # Only blanks after an unclosed box: the next box still joins its phrase.
+    text = (
+        "<phrase>plates</phrase><object><patch_index_0000><patch_index_0033> "
+        "<object><patch_index_0002><patch_index_0035></object>"
+    )
+    result = _parse(text, "kosmos2")
+    assert [(p.text, len(p.boxes)) for p in result.phrases] == [("plates", 2)]
+
+
 def test_garbage_numbers_are_malformed() -> None:
     cases: dict[GroundingFormat, str] = {
         "ferret": "a cup [12O, 340, 260, 512] and [1, 2, 3] and [1.5, 2, 3, 4]",
@@ -302,7 +349,7 @@ def test_inverted_boxes_are_swapped_and_empty_ones_dropped() -> None:
         "kosmos2",
         Size(width=640, height=320),
     )
-    assert _flat(result.all_boxes()) == pytest.approx(_flat([(240.0, 10.0, 640.0, 270.0)]))
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(250.0, 15.0, 630.0, 265.0)]))
     assert _kinds(result) == ["inverted_box"]
 
 

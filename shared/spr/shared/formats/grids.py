@@ -4,7 +4,7 @@ Two kinds of grid exist. A :class:`LinearGrid` maps a value ``v`` on an axis of 
 pixel ``v * size / steps`` (ferret, shikra, qwen2vl, internvl: 1000 steps; qwen25vl: the resized image's
 pixels). A :class:`CellGrid` cuts the image into ``cells x cells`` cells and a box is the pair of its
 top-left and bottom-right cells (kosmos2). Encoding quantises a pixel box onto the grid; decoding gives
-the exact pixel value of a grid value, so ``encode(decode(v)) == v`` for every valid grid value.
+one pixel box per grid value, so ``encode(decode(v)) == v`` for every valid grid value.
 """
 
 from __future__ import annotations
@@ -79,8 +79,12 @@ class LinearGrid:
 class CellGrid:
     """The image cut into ``cells x cells`` cells; a box is its top-left and bottom-right cell.
 
-    Cell index = ``row * cells + col``. A box decodes to the outer bounds of its two corner cells:
-    ``x1 = col1 / cells * W`` and ``x2 = (col2 + 1) / cells * W`` (pixels of the original image).
+    Cell index = ``row * cells + col``. Encoding is Kosmos-2's own: the top-left corner's cell is
+    ``floor(x1 / W * cells)``, the bottom-right corner's ``ceil(x2 / W * cells - 1)`` (likewise for y).
+    Decoding is Kosmos-2's own decoder's (the one Hugging Face's Kosmos-2 processor ships): when the two
+    cells are the same cell or share a row or a column, the box is their outer bounds,
+    ``x1 = col1 / cells * W`` and ``x2 = (col2 + 1) / cells * W``; otherwise it joins the centres of
+    the two cells, ``x = (col + 0.5) / cells * W`` (pixels of the original image).
     """
 
     width: int
@@ -96,7 +100,12 @@ class CellGrid:
         n, w, h = self.cells, self.width, self.height
         r1, c1 = divmod(first, n)
         r2, c2 = divmod(last, n)
-        return (c1 * w / n, r1 * h / n, (c2 + 1) * w / n, (r2 + 1) * h / n)
+        if r1 == r2 or c1 == c2:
+            # Centres would give a box of zero width or height: the decoder falls back to the bounds.
+            return (c1 * w / n, r1 * h / n, (c2 + 1) * w / n, (r2 + 1) * h / n)
+        # The encoder puts a corner anywhere inside its cell, so the cell's centre is the best guess
+        # (closer to the true box on average than the bounds, which can only grow it).
+        return ((c1 + 0.5) * w / n, (r1 + 0.5) * h / n, (c2 + 0.5) * w / n, (r2 + 0.5) * h / n)
 
     def encode(self, box: BoxT) -> tuple[int, int]:
         """Original-image pixels -> (top-left cell index, bottom-right cell index)."""

@@ -1,11 +1,12 @@
 """Kosmos-2: ``<phrase>a red cup</phrase><object><patch_index_0044><patch_index_0863></object>``.
 
 The image is cut into 32 x 32 cells, index = row * 32 + col; a box is written as its top-left cell and
-its bottom-right cell and decodes to the outer bounds of those cells: ``x1 = col1 / 32 * W``,
-``x2 = (col2 + 1) / 32 * W`` (original-image pixels; Hugging Face's post-processing uses cell centres
-for boxes spanning several cells, this module uses the bounds). Several boxes of one phrase are
-separated by ``</delimiter_of_multi_objects/>`` inside one object tag. The box span is the pair of
-patch-index tokens.
+its bottom-right cell, both encoded and decoded as Kosmos-2's released code does (see
+:class:`~spr.shared.formats.grids.CellGrid`): a box whose two cells are the same cell or share a row
+or column decodes to the cells' outer bounds, any other box to the centres of its two corner cells
+(original-image pixels). Several boxes of one phrase are separated by
+``</delimiter_of_multi_objects/>`` inside one object tag. The box span is the pair of patch-index
+tokens.
 
 Problem policy: an index above 1023 is ``out_of_range`` and the box is DROPPED (an index has no
 nearest valid cell to clamp to); a bottom-right cell above or left of the top-left cell is

@@ -11,7 +11,10 @@ the box.
 
 Grouping rule: a box belongs to the phrase whose closing tag (or whose previous box) it follows with
 nothing but whitespace in between; any other box starts a phrase with empty text whose span is
-``[p, p]`` at the box's opening tag. A phrase tag without a box is kept as a phrase with no boxes.
+``[p, p]`` at the box's opening tag. A box whose closing tag is missing runs to the next tag; when
+words stand in it after the coordinates (``<object><..><..> and then <object>``), the text the model
+went on writing separates it from the next box, which therefore starts a phrase of its own instead of
+joining the phrase of the unclosed box. A phrase tag without a box is kept as a phrase with no boxes.
 A phrase cut off by the end of the text is reported as ``unparsed``; one whose closing tag is missing
 but is followed by another tag is read anyway.
 """
@@ -28,6 +31,10 @@ from spr.shared.schemas import ParseResult
 G = TypeVar("G", contravariant=True)
 
 _BLANK = re.compile(r"\s*")
+# Words in a box's content: a letter outside any <...> tag (the coordinate texts of every tagged format
+# are digits, punctuation and tags such as <patch_index_0044>).
+_TAG = re.compile(r"<[^<>]*>")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 class BoxReader(Protocol[G]):
@@ -59,7 +66,11 @@ def parse_tagged(
             start = m.start()
             if attach_from < 0 or not _BLANK.fullmatch(text, attach_from, start):
                 b.open_phrase("", start, start)
-            read_box(b, text, m.start("box"), m.end("box"), m.group("box_end") is not None, grid)
+            closed = m.group("box_end") is not None
+            read_box(b, text, m.start("box"), m.end("box"), closed, grid)
+            if not closed and _has_words(m.group("box")):
+                attach_from = -1
+                continue
         else:
             if m.group("ref_end") is None and at_end(text, m.end()):
                 b.problem(
@@ -74,6 +85,11 @@ def parse_tagged(
             b.open_phrase(text[s:e], s, e)
         attach_from = m.end()
     return b.result()
+
+
+def _has_words(content: str) -> bool:
+    """Whether an unclosed box's content holds words (text the model wrote after the box)."""
+    return _LETTER.search(_TAG.sub("", content)) is not None
 
 
 def content_span(text: str, cs: int, ce: int) -> tuple[int, int]:
