@@ -23,14 +23,15 @@ from spr.shared.errors import SprError
 from spr.shared.schemas import Size
 
 # A 560 x 280 image; the GT box is exactly 10 % .. 50 % of each side, so every relative grid writes it
-# without rounding. The resize rule below halves the image for Qwen2.5-VL (max 280 x 140 pixels).
+# without rounding (Shikra's square is 560 x 560 with the image 140 px down: y 0.3 .. 0.5 of it). The
+# resize rule below halves the image for Qwen2.5-VL (max 280 x 140 pixels).
 W, H = 560, 280
 GT = (56.0, 28.0, 280.0, 140.0)
 RULE = ResizeRule(patch_size=14, merge_size=2, min_pixels=28 * 28, max_pixels=280 * 140)
 
 RIGHT = {
     "ferret": "the cat [100, 100, 500, 500]",
-    "shikra": "the cat [0.100,0.100,0.500,0.500]",
+    "shikra": "the cat [0.100,0.300,0.500,0.500]",
     "qwen2vl": "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(100,100),(500,500)<|box_end|>",
     # absolute pixels of the 280 x 140 resized image: half the original coordinates
     "qwen25vl": '```json\n[{"bbox_2d": [28, 14, 140, 70], "label": "the cat"}]\n```',
@@ -39,7 +40,7 @@ RIGHT = {
 # The same box moved right by half its width: IoU 1/3 with the GT.
 SHIFTED = {
     "ferret": "the cat [300, 100, 700, 500]",
-    "shikra": "the cat [0.300,0.100,0.700,0.500]",
+    "shikra": "the cat [0.300,0.300,0.700,0.500]",
     "qwen2vl": "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(300,100),(700,500)<|box_end|>",
     "qwen25vl": '[{"bbox_2d": [84, 14, 196, 70], "label": "the cat"}]',
     "internvl": "<ref>the cat</ref><box>[[300, 100, 700, 500]]</box>",

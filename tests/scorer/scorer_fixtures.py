@@ -1,8 +1,9 @@
 """Helpers of the scorer tests: a data root with images, hand-computable GT boxes and texts, groups.
 
-Image "img.png" is 200 x 100 pixels. On that image the 0-1000 grids (ferret, qwen2vl, internvl) and
-shikra's [0, 1] decimals map a value v to x = v / 1000 * 200 and y = v / 1000 * 100, so every box
-below is exact in every format:
+Image "img.png" is 200 x 100 pixels. On that image the 0-1000 grids (ferret, qwen2vl, internvl) map
+a value v to x = v / 1000 * 200 and y = v / 1000 * 100; shikra's [0, 1] decimals are of the image
+padded to a 200 x 200 square (50 px above it), so x = s * 200 and y = s * 200 - 50. Every box below is
+exact in every format:
 
 - GT_CUP (10, 10, 50, 50)  = ferret [50, 100, 250, 500]
 - GT_DOG (60, 20, 140, 90) = ferret [300, 200, 700, 900]
@@ -46,7 +47,13 @@ def grounded(fmt: str, phrase: str, v: tuple[int, int, int, int]) -> str:
     if fmt == "ferret":
         return f"{phrase} [{a}, {b}, {c}, {d}]"
     if fmt == "shikra":
-        return f"{phrase} [{a / 1000:.3f},{b / 1000:.3f},{c / 1000:.3f},{d / 1000:.3f}]"
+        # Pixels (v / 1000 of the image) moved into Shikra's square: side 200, the image 50 px down.
+        def square(v: int, size: int, offset: int) -> str:
+            return f"{(v / 1000 * size + offset) / 200:.3f}"
+
+        xs = square(a, WIDTH, 0), square(c, WIDTH, 0)
+        ys = square(b, HEIGHT, 50), square(d, HEIGHT, 50)
+        return f"{phrase} [{xs[0]},{ys[0]},{xs[1]},{ys[1]}]"
     if fmt == "qwen2vl":
         return f"<|object_ref_start|>{phrase}<|object_ref_end|><|box_start|>({a},{b}),({c},{d})<|box_end|>"
     if fmt == "internvl":

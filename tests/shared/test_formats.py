@@ -56,15 +56,60 @@ def test_ferret_example() -> None:
 
 
 def test_shikra_example() -> None:
-    text = "a red cup [0.120,0.340,0.260,0.512] next to plates [0.1,0.2,0.3,0.4;0.5,0.6,0.7,0.8]"
+    # 1000 x 500 sits in Shikra's 1000 x 1000 square 250 px down: y = v * 1000 - 250.
+    text = "a red cup [0.120,0.420,0.260,0.506] next to plates [0.1,0.3,0.3,0.4;0.5,0.6,0.7,0.7]"
     result = _parse(text, "shikra")
     assert [p.text for p in result.phrases] == ["a red cup", "next to plates"]
     assert _flat(result.phrases[0].boxes) == pytest.approx(_flat([CUP]))
-    assert _flat(result.phrases[1].boxes) == pytest.approx(
-        _flat([(100, 100, 300, 200), (500, 300, 700, 400)])
-    )
-    assert _span_texts(text, result) == ["[0.120,0.340,0.260,0.512]", "0.1,0.2,0.3,0.4", "0.5,0.6,0.7,0.8"]
+    assert _flat(result.phrases[1].boxes) == pytest.approx(_flat([(100, 50, 300, 150), (500, 350, 700, 450)]))
+    assert _span_texts(text, result) == ["[0.120,0.420,0.260,0.506]", "0.1,0.3,0.3,0.4", "0.5,0.6,0.7,0.7"]
     assert result.problems == []
+
+
+def test_shikra_reads_the_image_padded_to_a_centred_square() -> None:
+    # Hand-computed with x = v * S - (S - W) // 2, y = v * S - (S - H) // 2, S = max(W, H).
+    cases = [
+        # 640 x 480: S 640, 80 px of padding above; read unpadded it would be y 163.2-245.76.
+        (Size(width=640, height=480), "[0.120,0.340,0.260,0.512]", (76.8, 137.6, 166.4, 247.68)),
+        # 480 x 640: the same, sideways.
+        (Size(width=480, height=640), "[0.340,0.120,0.512,0.260]", (137.6, 76.8, 247.68, 166.4)),
+        # 3000 x 17: S 3000, offset (3000 - 17) // 2 = 1491 px, so y = v * 3000 - 1491.
+        (Size(width=3000, height=17), "[0.100,0.499,0.200,0.500]", (300.0, 6.0, 600.0, 9.0)),
+        # 17 x 3000, and an odd padding: 2983 // 2 = 1491 px left of the image.
+        (Size(width=17, height=3000), "[0.498,0.100,0.500,0.900]", (3.0, 300.0, 9.0, 2700.0)),
+        # 641 x 480: offset (641 - 480) // 2 = 80 (floored), not 80.5.
+        (Size(width=641, height=480), "[0.000,0.200,1.000,0.500]", (0.0, 48.2, 641.0, 240.5)),
+    ]
+    for image, box, expected in cases:
+        text = f"a cup {box}"
+        result = _parse(text, "shikra", image)
+        assert _flat(result.all_boxes()) == pytest.approx(_flat([expected])), image
+        assert result.problems == [], image
+        assert render([("a cup", [expected])], "shikra", image_size=image) == text + ".", image
+
+
+def test_shikra_edges_rounded_into_the_padding_read_as_the_edge() -> None:
+    # 3000 x 17: the image spans 0.497 .. 0.50267 of the square; its bottom edge is written 0.503.
+    image = Size(width=3000, height=17)
+    whole = (0.0, 0.0, 3000.0, 17.0)
+    assert render_box(whole, "shikra", image_size=image) == "[0.000,0.497,1.000,0.503]"
+    result = _parse("all [0.000,0.497,1.000,0.503]", "shikra", image)
+    assert result.all_boxes() == [whole] and result.problems == []
+    # Further into the padding it is a value outside the image: clamped and reported.
+    result = _parse("all [0.000,0.490,1.000,0.510]", "shikra", image)
+    assert result.all_boxes() == [whole]
+    assert _kinds(result) == ["out_of_range"]
+    assert "outside the image" in result.problems[0].message
+    # Entirely in the padding: nothing of it is in the image.
+    result = _parse("x [0.1,0.1,0.2,0.2]", "shikra", image)
+    assert result.all_boxes() == [] and _kinds(result) == ["out_of_range"]
+
+
+def test_shikra_cannot_write_boxes_on_an_image_thinner_than_a_thousandth_of_its_length() -> None:
+    image = Size(width=3000, height=1)
+    with pytest.raises(FormatError, match="too elongated for Shikra"):
+        render_box((0, 0, 3000, 1), "shikra", image_size=image)
+    assert _parse("x [0.1,0.2,0.3,0.4]", "shikra", image).all_boxes() == []  # parsing never raises
 
 
 def test_qwen2vl_example() -> None:
@@ -128,7 +173,7 @@ def test_kosmos2_cells_in_one_row_column_or_cell_decode_to_their_bounds() -> Non
 def test_render_box_per_format() -> None:
     expected: dict[GroundingFormat, str] = {
         "ferret": "[120, 340, 260, 512]",
-        "shikra": "[0.120,0.340,0.260,0.512]",
+        "shikra": "[0.120,0.420,0.260,0.506]",
         "qwen2vl": "<|box_start|>(120,340),(260,512)<|box_end|>",
         "qwen25vl": "[60, 85, 130, 128]",
         "internvl": "<box>[[120, 340, 260, 512]]</box>",
@@ -151,7 +196,7 @@ def test_render_examples() -> None:
         "a red cup [120, 340, 260, 512], plates [1, 2, 3, 4], [5, 6, 7, 8]."
     )
     assert render(phrases, "shikra", image_size=IMAGE) == (
-        "a red cup [0.120,0.340,0.260,0.512], plates [0.001,0.002,0.003,0.004;0.005,0.006,0.007,0.008]."
+        "a red cup [0.120,0.420,0.260,0.506], plates [0.001,0.251,0.003,0.252;0.005,0.253,0.007,0.254]."
     )
     assert render(phrases, "internvl", image_size=IMAGE) == (
         "<ref>a red cup</ref><box>[[120, 340, 260, 512]]</box>, "
@@ -189,7 +234,7 @@ def test_replace_boxes_keeps_the_text_of_unchanged_boxes_unless_flagged() -> Non
 def test_extra_spaces_are_tolerated() -> None:
     cases: dict[GroundingFormat, str] = {
         "ferret": "a red cup  [ 120 ,340,  260 , 512 ]",
-        "shikra": "a red cup [ 0.12 , 0.34,0.26 , 0.512 ]",
+        "shikra": "a red cup [ 0.12 , 0.42,0.26 , 0.506 ]",
         "qwen2vl": "<|object_ref_start|> a red cup <|object_ref_end|> "
         "<|box_start|> ( 120 , 340 ) , ( 260 , 512 ) <|box_end|>",
         "internvl": "<ref> a red cup </ref> <box> [ [ 120 , 340 , 260 , 512 ] ] </box>",
@@ -205,7 +250,7 @@ def test_extra_spaces_are_tolerated() -> None:
 def test_several_boxes_for_one_phrase() -> None:
     cases: dict[GroundingFormat, str] = {
         "ferret": "two plates [1, 2, 3, 4], [5, 6, 7, 8][9, 10, 11, 12]",
-        "shikra": "two plates [0.001,0.002,0.003,0.004], [0.005,0.006,0.007,0.008;0.009,0.010,0.011,0.012]",
+        "shikra": "two plates [0.001,0.252,0.003,0.254], [0.005,0.256,0.007,0.258;0.009,0.260,0.011,0.262]",
         "qwen2vl": "<|object_ref_start|>two plates<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
         "<|box_start|>(5,6),(7,8)<|box_end|>\n<|box_start|>(9,10),(11,12)<|box_end|>",
         "internvl": "<ref>two plates</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box> "
@@ -232,7 +277,7 @@ def test_box_separated_by_text_starts_a_new_phrase() -> None:
 def test_truncated_last_box_is_reported_and_earlier_boxes_kept() -> None:
     cases: dict[GroundingFormat, str] = {
         "ferret": "a cup [1, 2, 3, 4] and a plate [5, 6, 7",
-        "shikra": "a cup [0.001,0.002,0.003,0.004] and a plate [0.5,0.",
+        "shikra": "a cup [0.001,0.252,0.003,0.254] and a plate [0.5,0.",
         "qwen2vl": "<|object_ref_start|>a cup<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|> and "
         "<|object_ref_start|>a plate<|object_ref_end|><|box_start|>(5,6),(7",
         "internvl": "<ref>a cup</ref><box>[[1, 2, 3, 4], [5, 6, 7",

@@ -41,6 +41,9 @@ def _tolerance(fmt: GroundingFormat, image: Size, resized: Size) -> tuple[float,
     """Largest coordinate error of one render -> parse trip (pixels, x and y)."""
     if fmt == "kosmos2":  # a corner becomes its cell's centre or bound: within one cell
         return image.width / 32 * 1.0001, image.height / 32 * 1.0001
+    if fmt == "shikra":  # thousandths of the square the image is padded to
+        side = max(image.width, image.height)
+        return side / 1000 * 2.0001, side / 1000 * 2.0001
     if fmt == "qwen25vl":
         steps_x, steps_y = resized.width, resized.height
     else:

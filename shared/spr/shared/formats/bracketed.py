@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
-from spr.shared.formats.grids import BoxT, GridBox, LinearGrid, linear_grid
+from spr.shared.formats.grids import BoxT, GridBox, LinearGrid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
 from spr.shared.schemas import ParseResult, Size
 
@@ -39,31 +40,46 @@ _SEGMENT = re.compile(r"[^;]+")
 _STRIP_BOX = re.compile(r"\s*\[(?=\s*[-+.\d]|\s*\Z)[^\[\]\n]*(?:\]|\Z)")
 
 
-class BracketCodec:
-    """A bracketed-number-list format on a 1000-step grid.
+Reader = Callable[[float, float, float, float], tuple[float, float, float, float]]
 
-    ``vmax``: the largest grid value (999 for ferret, 1000 for shikra); ``scale``: grid steps per unit
-    of the numbers written (1 for ferret's integers, 1000 for shikra's [0, 1] decimals);
-    ``number``: a regex (no groups) of one number in the common spelling, never followed by a digit or
-    ``.`` in a match (so it may be possessive); ``write``: grid values -> the number list without
-    brackets; ``multi_sep``: how several boxes of one phrase are joined when rendering.
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BracketFrame:
+    """Where a bracketed format's numbers lie on an image of one size.
+
+    ``grid``: the image's grid that parsed values are decoded on (original-image pixels out).
+    ``encode``: a box in original-image pixels -> the four integers ``write`` formats. ``read``: the
+    four numbers as written -> values on ``grid``; None when the written numbers are grid values
+    already (ferret's integers). Frames compare and hash by identity (one cached frame per size): they
+    key the writers' memos.
+    """
+
+    grid: LinearGrid
+    encode: Callable[[BoxT], GridBox]
+    read: Reader | None = None
+
+
+class BracketCodec:
+    """A bracketed-number-list format.
+
+    ``integers``: numbers are written as integers; ``number``: a regex (no groups) of one number in the
+    common spelling, never followed by a digit or ``.`` in a match (so it may be possessive);
+    ``write``: the integers of ``frame.encode`` -> the number list without brackets; ``multi_sep``: how
+    several boxes of one phrase are joined when rendering; ``frame``: (width, height) of the original
+    image -> its :class:`BracketFrame` (cached by the format module).
     """
 
     def __init__(
         self,
         *,
         name: str,
-        vmax: int,
-        scale: int,
         integers: bool,
         number: str,
         write: Callable[[GridBox], str],
         multi_sep: str,
-        range_text: str,
+        frame: Callable[[int, int], BracketFrame],
     ) -> None:
         self.name = name
-        self._vmax = vmax
-        self._scale = scale
         self._integers = integers
         four = r"\s*,\s*".join(f"(?P<v{i}>{number})" for i in range(1, 5))
         self._fast = re.compile(rf"\s*{four}\s*")  # one box's numbers, without brackets
@@ -71,19 +87,15 @@ class BracketCodec:
         self._scan = re.compile(rf"\[(?:(?P<F>\s*{four}\s*\])|{_BRACKET})")
         self._write = write
         self._multi_sep = multi_sep
-        self._range_text = range_text
-        self._writers: dict[LinearGrid, BoxWriter] = {}
-
-    def _grid(self, image_size: Size) -> LinearGrid:
-        return linear_grid(
-            image_size.width, image_size.height, 1000, 1000, self._vmax, self._vmax, self._range_text
-        )
+        self._frame = frame
+        self._writers: dict[BracketFrame, BoxWriter] = {}
 
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
-        grid = self._grid(image_size)
+        frame = self._frame(image_size.width, image_size.height)
+        grid = frame.grid
+        read = frame.read
         b = ParseBuilder(text)
         prev_end = -1
-        scale = self._scale
         for m in self._scan.finditer(text):
             start, end = m.span()
             fast = m.lastgroup == "F"
@@ -103,10 +115,10 @@ class BracketCodec:
             values: tuple[float, float, float, float] | None = None
             if fast:
                 x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
-                if scale == 1:
+                if read is None:
                     values = (int(x1), int(y1), int(x2), int(y2))
                 else:
-                    values = (float(x1) * scale, float(y1) * scale, float(x2) * scale, float(y2) * scale)
+                    values = read(float(x1), float(y1), float(x2), float(y2))
             # Both patterns match the empty string: a match is never None.
             at = _AT_BOX.match(text, prev_end if prev_end > 0 else 0, start)
             same = at is not None and at.group("same") is not None
@@ -133,44 +145,45 @@ class BracketCodec:
                     while e > s and text[e - 1].isspace():
                         e -= 1
                     if s < e:
-                        self._read(b, text, s, e, s, e, grid)
+                        self._read(b, text, s, e, s, e, frame)
             else:
-                self._read(b, text, start + 1, end - 1, start, end, grid)
+                self._read(b, text, start + 1, end - 1, start, end, frame)
         return b.result()
 
     def _read(
-        self, b: ParseBuilder, text: str, cs: int, ce: int, start: int, end: int, grid: LinearGrid
+        self, b: ParseBuilder, text: str, cs: int, ce: int, start: int, end: int, frame: BracketFrame
     ) -> None:
         """Read the numbers in text[cs:ce]; the box's span is [start, end)."""
-        scale = self._scale
         m = self._fast.fullmatch(text, cs, ce)
         if m is not None:
             x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
-            values = (float(x1) * scale, float(y1) * scale, float(x2) * scale, float(y2) * scale)
-            b.add_linear(values, start, end, grid)
-            return
-        read = read_numbers(text[cs:ce], integers=self._integers)
-        if isinstance(read, str):
-            b.problem("malformed_box", f"box {snippet(text[start:end])!r}: {read}; dropped", start, end)
-            return
-        b.add_linear([v * scale for v in read], start, end, grid)
+            values = (float(x1), float(y1), float(x2), float(y2))
+        else:
+            numbers = read_numbers(text[cs:ce], integers=self._integers)
+            if isinstance(numbers, str):
+                message = f"box {snippet(text[start:end])!r}: {numbers}; dropped"
+                b.problem("malformed_box", message, start, end)
+                return
+            values = (numbers[0], numbers[1], numbers[2], numbers[3])
+        b.add_linear(values if frame.read is None else frame.read(*values), start, end, frame.grid)
 
     def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
-        return box_writer(self._writers, self._grid(image_size), self._write_box, bracketed=True)
+        frame = self._frame(image_size.width, image_size.height)
+        return box_writer(self._writers, frame, self._write_box, bracketed=True)
 
-    def _write_box(self, box: BoxT, grid: LinearGrid) -> str:
-        return self._write(grid.encode(box))
+    def _write_box(self, box: BoxT, frame: BracketFrame) -> str:
+        return self._write(frame.encode(box))
 
     def render_box(self, box: BoxT, image_size: Size, resized_size: Size | None) -> str:
         box = checked_box(box, image_size, "box")
-        return f"[{self._write(self._grid(image_size).encode(box))}]"
+        return f"[{self._write(self._frame(image_size.width, image_size.height).encode(box))}]"
 
     def render(self, phrases: PhraseBoxes, image_size: Size, resized_size: Size | None) -> str:
-        grid = self._grid(image_size)
+        encode = self._frame(image_size.width, image_size.height).encode
         parts: list[str] = []
         for i, (phrase, boxes) in enumerate(phrases):
             coords = [
-                self._write(grid.encode(checked_box(box, image_size, f"phrases[{i}] box {j}")))
+                self._write(encode(checked_box(box, image_size, f"phrases[{i}] box {j}")))
                 for j, box in enumerate(boxes)
             ]
             if self._multi_sep == ";":

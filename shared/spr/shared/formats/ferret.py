@@ -8,21 +8,28 @@ is ``out_of_range`` and clamped to 999.
 
 from __future__ import annotations
 
-from spr.shared.formats.bracketed import BracketCodec
-from spr.shared.formats.grids import GridBox
+from functools import lru_cache
+
+from spr.shared.formats.bracketed import BracketCodec, BracketFrame
+from spr.shared.formats.grids import GridBox, linear_grid
 
 
 def _write(v: GridBox) -> str:
     return f"{v[0]}, {v[1]}, {v[2]}, {v[3]}"
 
 
+@lru_cache(maxsize=4096)
+def _frame(width: int, height: int) -> BracketFrame:
+    # The integers written are the grid values: 1000 steps span the image, 999 is the largest.
+    grid = linear_grid(width, height, 1000, 1000, 999, 999, "the 0-999 grid")
+    return BracketFrame(grid=grid, encode=grid.encode)
+
+
 CODEC = BracketCodec(
     name="ferret",
-    vmax=999,
-    scale=1,
     integers=True,
     number=r"\d++",  # possessive, as in shikra
     write=_write,
     multi_sep=", ",
-    range_text="the 0-999 grid",
+    frame=_frame,
 )

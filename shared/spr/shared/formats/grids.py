@@ -21,15 +21,18 @@ GridBox = tuple[int, int, int, int]
 _CELL_EPS = 1e-6
 
 
-def _encode_axis(lo_px: float, hi_px: float, size: int, steps: int, vmax: int) -> tuple[int, int]:
-    # int() truncates where floor() rounds down, which differs only below 0, where both clamp to 0.
+def encode_span(lo_px: float, hi_px: float, size: float, steps: int, vmin: int, vmax: int) -> tuple[int, int]:
+    """Pixels ``lo_px < hi_px`` on an axis where ``steps`` units span ``size`` pixels -> grid values.
+
+    Rounded half up, clamped into ``[vmin, vmax]`` (``vmax - vmin >= 1``) and never empty: a span that
+    rounds to zero width becomes one step wide, so a rendered box is never parsed back as empty.
+    """
+    # int() truncates where floor() rounds down, which differs only below 0, where both clamp to vmin.
     lo = int(lo_px * steps / size + 0.5)
     hi = int(hi_px * steps / size + 0.5)
-    lo = 0 if lo < 0 else vmax if lo > vmax else lo
-    hi = 0 if hi < 0 else vmax if hi > vmax else hi
+    lo = vmin if lo < vmin else vmax if lo > vmax else lo
+    hi = vmin if hi < vmin else vmax if hi > vmax else hi
     if hi <= lo:
-        # A valid box that rounds to zero width becomes the smallest box the grid can write (one step),
-        # so a rendered box is never parsed back as empty.
         if lo < vmax:
             hi = lo + 1
         else:
@@ -62,7 +65,7 @@ class LinearGrid:
     def encode(self, box: BoxT) -> GridBox:
         """Original-image pixels -> grid values (round half up, clamped into range, never empty)."""
         w, h, sx, sy = self.width, self.height, self.steps_x, self.steps_y
-        # The arithmetic of _encode_axis, inline for the common case (in range, non-empty): this runs
+        # The arithmetic of encode_span, inline for the common case (in range, non-empty): this runs
         # for every refined box on the scorer's hot path.
         x1 = int(box[0] * sx / w + 0.5)
         x2 = int(box[2] * sx / w + 0.5)
@@ -70,8 +73,8 @@ class LinearGrid:
         y2 = int(box[3] * sy / h + 0.5)
         if 0 <= x1 < x2 <= self.max_x and 0 <= y1 < y2 <= self.max_y:
             return (x1, y1, x2, y2)
-        x1, x2 = _encode_axis(box[0], box[2], w, sx, self.max_x)
-        y1, y2 = _encode_axis(box[1], box[3], h, sy, self.max_y)
+        x1, x2 = encode_span(box[0], box[2], w, sx, 0, self.max_x)
+        y1, y2 = encode_span(box[1], box[3], h, sy, 0, self.max_y)
         return (x1, y1, x2, y2)
 
 
