@@ -13,6 +13,7 @@ from spr.demo.report import ReportError, read_pairs, write_report
 from spr.shared import formats
 from spr.shared.schemas import (
     AnnotatedObject,
+    GroundingFormat,
     ImageRef,
     PairSide,
     PreferencePair,
@@ -24,7 +25,7 @@ from spr.shared.schemas import (
 SIZE = Size(width=320, height=240)
 
 
-def _pair(i: int, root: Path) -> PreferencePair:
+def _pair(i: int, root: Path, fmt: GroundingFormat = "qwen2vl") -> PreferencePair:
     path = f"images/{i}.png"
     (root / "images").mkdir(parents=True, exist_ok=True)
     img = Image.new("RGB", (SIZE.width, SIZE.height), (230, 230, 230))
@@ -34,12 +35,10 @@ def _pair(i: int, root: Path) -> PreferencePair:
     gt = [(40.0, 40.0, 120.0, 110.0), (150.0, 60.0, 230.0, 140.0)]
     rejected = formats.render(
         [("a red square", [(30.0, 50.0, 140.0, 100.0)]), ("a blue circle", [(100.0, 20.0, 200.0, 200.0)])],
-        "qwen2vl",
+        fmt,
         image_size=SIZE,
     )
-    chosen = formats.render(
-        [("a red square", [gt[0]]), ("a blue circle", [gt[1]])], "qwen2vl", image_size=SIZE
-    )
+    chosen = formats.render([("a red square", [gt[0]]), ("a blue circle", [gt[1]])], fmt, image_size=SIZE)
     return PreferencePair(
         pair_id=f"p-{i}",
         task_id=f"t-{i}",
@@ -49,7 +48,7 @@ def _pair(i: int, root: Path) -> PreferencePair:
             AnnotatedObject(label="red square", box=gt[0]),
             AnnotatedObject(label="blue circle", box=gt[1]),
         ],
-        format="qwen2vl",
+        format=fmt,
         prompt="Describe the region.",
         chosen=PairSide(
             candidate_id="c1",
@@ -81,6 +80,20 @@ def test_report_counts_boxes_and_reads_jsonl(tmp_path: Path) -> None:
     assert page.count('class="box box-chosen"') == 6
     assert page.count("data:image/png;base64,") == 3
     assert "http://" not in page and "https://" not in page  # self-contained
+
+
+@pytest.mark.parametrize("fmt", ["shikra", "qwen3vl"])
+def test_report_draws_boxes_in_original_image_pixels(tmp_path: Path, fmt: GroundingFormat) -> None:
+    # The chosen (refined) boxes are the GT boxes written in the format: drawn where the GT is, up to
+    # the format's rounding (a thousandth of the image, or of Shikra's padded square).
+    out = write_report([_pair(0, tmp_path, fmt)], tmp_path, tmp_path / "report.html")
+    page = out.read_text()
+    chosen = re.findall(
+        r'class="box box-chosen" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', page
+    )
+    drawn = [(float(x), float(y), float(x) + float(w), float(y) + float(h)) for x, y, w, h in chosen]
+    for box, gt in zip(drawn, [(40.0, 40.0, 120.0, 110.0), (150.0, 60.0, 230.0, 140.0)], strict=True):
+        assert box == pytest.approx(gt, abs=0.5), fmt
 
 
 def test_report_bad_inputs_are_clear(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ RIGHT = {
     "qwen2vl": "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(100,100),(500,500)<|box_end|>",
     # absolute pixels of the 280 x 140 resized image: half the original coordinates
     "qwen25vl": '```json\n[{"bbox_2d": [28, 14, 140, 70], "label": "the cat"}]\n```',
+    # Qwen3-VL: the same JSON on the 0-1000 grid of the original image
+    "qwen3vl": '```json\n[{"bbox_2d": [100, 100, 500, 500], "label": "the cat"}]\n```',
     "internvl": "<ref>the cat</ref><box>[[100, 100, 500, 500]]</box>",
 }
 # The same box moved right by half its width: IoU 1/3 with the GT.
@@ -43,6 +45,7 @@ SHIFTED = {
     "shikra": "the cat [0.300,0.300,0.700,0.500]",
     "qwen2vl": "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(300,100),(700,500)<|box_end|>",
     "qwen25vl": '[{"bbox_2d": [84, 14, 196, 70], "label": "the cat"}]',
+    "qwen3vl": '[{"bbox_2d": [300, 100, 700, 500], "label": "the cat"}]',
     "internvl": "<ref>the cat</ref><box>[[300, 100, 700, 500]]</box>",
 }
 

@@ -14,6 +14,7 @@ def test_packaged_templates_cover_every_format() -> None:
     assert set(prompts.templates) == set(GROUNDING_FORMATS)
     assert prompts.text("internvl", "the red cup").endswith("<ref>the red cup</ref>")
     assert prompts.text("qwen25vl", "the red cup").startswith("Locate the red cup in the image")
+    assert prompts.text("qwen3vl", "the red cup").endswith("bbox coordinates in JSON format.")
 
 
 def test_a_file_overrides_some_formats_and_the_rest_use_the_default(tmp_path: Path) -> None:

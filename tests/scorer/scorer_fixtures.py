@@ -1,6 +1,6 @@
 """Helpers of the scorer tests: a data root with images, hand-computable GT boxes and texts, groups.
 
-Image "img.png" is 200 x 100 pixels. On that image the 0-1000 grids (ferret, qwen2vl, internvl) map
+Image "img.png" is 200 x 100 pixels. On that image the 0-1000 grids (ferret, qwen2vl, qwen3vl, internvl) map
 a value v to x = v / 1000 * 200 and y = v / 1000 * 100; shikra's [0, 1] decimals are of the image
 padded to a 200 x 200 square (50 px above it), so x = s * 200 and y = s * 200 - 50. Every box below is
 exact in every format:
@@ -58,6 +58,8 @@ def grounded(fmt: str, phrase: str, v: tuple[int, int, int, int]) -> str:
         return f"<|object_ref_start|>{phrase}<|object_ref_end|><|box_start|>({a},{b}),({c},{d})<|box_end|>"
     if fmt == "internvl":
         return f"<ref>{phrase}</ref><box>[[{a}, {b}, {c}, {d}]]</box>"
+    if fmt == "qwen3vl":
+        return f'{{"bbox_2d": [{a}, {b}, {c}, {d}], "label": "{phrase}"}}'
     raise ValueError(fmt)
 
 

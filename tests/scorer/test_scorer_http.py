@@ -80,6 +80,22 @@ def test_localization_only_service(loc_client: TestClient, scorer_data_root: Pat
     }
 
 
+@pytest.mark.parametrize("fmt", ["shikra", "qwen3vl"])
+def test_score_reads_each_family_in_its_own_frame(loc_client: TestClient, fmt: str) -> None:
+    # shikra: of the image padded to a square; qwen3vl: 0-1000 of the image, with no resized_size.
+    texts = [
+        ("best", grounded(fmt, "a cup", LOOSE_CUP) + " and " + grounded(fmt, "a dog", DOG)),
+        ("worst", grounded(fmt, "a dog", FAR_DOG)),
+    ]
+    response = loc_client.post("/score", json=score_request(texts, fmt=fmt, options={"lambda": 0}))
+    assert response.status_code == 200, response.text
+    best, worst = response.json()["candidates"]
+    assert best["phrases"][0]["boxes"] == [pytest.approx([10.0, 10.0, 60.0, 50.0])]
+    assert best["localization"]["score"] == pytest.approx(0.9)
+    assert best["refined"]["text"] == grounded(fmt, "a cup", CUP) + " and " + grounded(fmt, "a dog", DOG)
+    assert worst["localization"]["score"] == 0.0
+
+
 def test_lambda_needs_a_semantic_model(loc_client: TestClient) -> None:
     response = loc_client.post("/score", json=score_request(TEXTS))  # default lambda 0.8
     assert response.status_code == 422

@@ -46,7 +46,7 @@ def run(
     return (scorer or Scorer()).score(inputs)
 
 
-@pytest.mark.parametrize("fmt", ["ferret", "shikra", "qwen2vl", "internvl"])
+@pytest.mark.parametrize("fmt", ["ferret", "shikra", "qwen2vl", "qwen3vl", "internvl"])
 def test_localization_refinement_and_pair_match_hand_computed_values(
     scorer_data_root: Path, fmt: GroundingFormat
 ) -> None:

@@ -144,6 +144,20 @@ def test_qwen25vl_example_in_resized_pixels() -> None:
     assert text[slice(*result.phrases[0].span)] == "a red cup"
 
 
+def test_qwen3vl_example_on_the_relative_grid() -> None:
+    # The JSON of Qwen2.5-VL, but 0-1000 of the original image: no resized size needed.
+    text = '```json\n[\n\t{"bbox_2d": [120, 340, 260, 512], "label": "a red cup"}\n]\n```'
+    result = parse(text, "qwen3vl", image_size=IMAGE)
+    assert [p.text for p in result.phrases] == ["a red cup"]
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([CUP]))
+    assert _span_texts(text, result) == ["[120, 340, 260, 512]"]
+    # Read as Qwen2.5-VL's resized pixels, the same numbers would be another box (and out of range).
+    other = _parse(text, "qwen25vl")
+    assert _flat(other.all_boxes()) != pytest.approx(_flat([CUP]))
+    assert render([("a red cup", [CUP])], "qwen3vl", image_size=IMAGE) == text
+    assert render_box(TABLE, "qwen3vl", image_size=IMAGE) == "[0, 500, 999, 999]"
+
+
 def test_kosmos2_example_decodes_to_cell_centres() -> None:
     text = (
         "<grounding> An image of<phrase> a snowman</phrase>"
@@ -176,6 +190,7 @@ def test_render_box_per_format() -> None:
         "shikra": "[0.120,0.420,0.260,0.506]",
         "qwen2vl": "<|box_start|>(120,340),(260,512)<|box_end|>",
         "qwen25vl": "[60, 85, 130, 128]",
+        "qwen3vl": "[120, 340, 260, 512]",
         "internvl": "<box>[[120, 340, 260, 512]]</box>",
         "kosmos2": "<object><patch_index_0323><patch_index_0520></object>",  # rows 10-16, cols 3-8
     }
@@ -239,6 +254,7 @@ def test_extra_spaces_are_tolerated() -> None:
         "<|box_start|> ( 120 , 340 ) , ( 260 , 512 ) <|box_end|>",
         "internvl": "<ref> a red cup </ref> <box> [ [ 120 , 340 , 260 , 512 ] ] </box>",
         "qwen25vl": '[{ "bbox_2d" : [ 60 , 85 , 130 , 128 ] , "label" : "a red cup" }]',
+        "qwen3vl": '[{ "bbox_2d" : [ 120 , 340 , 260 , 512 ] , "label" : "a red cup" }]',
     }
     for fmt, text in cases.items():
         result = _parse(text, fmt)
@@ -284,6 +300,7 @@ def test_truncated_last_box_is_reported_and_earlier_boxes_kept() -> None:
         "kosmos2": "<phrase>a cup</phrase><object><patch_index_0000><patch_index_0033></object> and "
         "<phrase>a plate</phrase><object><patch_index_0002><patch_in",
         "qwen25vl": '```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "a cup"}, {"bbox_2d": [5, 6, 7',
+        "qwen3vl": '```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "a cup"}, {"bbox_2d": [5, 6, 7',
     }
     for fmt, text in cases.items():
         result = _parse(text, fmt)
@@ -347,6 +364,7 @@ def test_garbage_numbers_are_malformed() -> None:
         "internvl": "<ref>a cup</ref><box>[[12O, 340, 260, 512], [1, 2, 3]]</box>",
         "kosmos2": "<phrase>a cup</phrase><object><patch_index_0000></object>",
         "qwen25vl": '[{"bbox_2d": [1, 2, "x", 4], "label": "a"}, {"bbox_2d": [1, 2, 3], "label": "b"}]',
+        "qwen3vl": '[{"bbox_2d": [1, 2, "x", 4], "label": "a"}, {"bbox_2d": [1, 2, 3], "label": "b"}]',
     }
     for fmt, text in cases.items():
         result = _parse(text, fmt)
@@ -369,6 +387,9 @@ def test_out_of_range_values_are_clamped_and_reported() -> None:
     assert _kinds(result) == ["out_of_range"]
     result = _parse('[{"bbox_2d": [400, 10, 600, 20], "label": "x"}]', "qwen25vl")
     assert _flat(result.all_boxes()) == pytest.approx(_flat([(800.0, 20.0, 1000.0, 40.0)]))
+    assert _kinds(result) == ["out_of_range"]
+    result = _parse('[{"bbox_2d": [500, 250, 1100, 1000], "label": "x"}]', "qwen3vl")
+    assert _flat(result.all_boxes()) == pytest.approx(_flat([(500.0, 125.0, 1000.0, 500.0)]))
     assert _kinds(result) == ["out_of_range"]
 
 
@@ -469,8 +490,9 @@ def test_strip_boxes_qwen25vl_keeps_labels_and_prose() -> None:
         'Objects:\n```json\n[\n\t{"bbox_2d": [60, 85, 130, 128], "label": "a red cup"},\n'
         '\t{"bbox_2d": [1, 2, 3, 4], "label": "the table"}\n]\n```\nThat is all.'
     )
-    assert strip_boxes(text, "qwen25vl") == "Objects: a red cup, the table That is all."
-    assert strip_boxes("No JSON here.", "qwen25vl") == "No JSON here."
+    for fmt in ("qwen25vl", "qwen3vl"):
+        assert strip_boxes(text, fmt) == "Objects: a red cup, the table That is all.", fmt
+        assert strip_boxes("No JSON here.", fmt) == "No JSON here.", fmt
 
 
 def test_strip_boxes_removes_truncated_box() -> None:
@@ -561,6 +583,7 @@ def test_tiny_boxes_never_render_empty() -> None:
 def test_family_formats() -> None:
     assert FAMILY_FORMATS["qwen2_vl"] == "qwen2vl"
     assert FAMILY_FORMATS["qwen2_5_vl"] == "qwen25vl"
+    assert FAMILY_FORMATS["qwen3_vl"] == FAMILY_FORMATS["qwen3_vl_moe"] == "qwen3vl"
     assert FAMILY_FORMATS["internvl_chat"] == "internvl"
     assert FAMILY_FORMATS["kosmos-2"] == "kosmos2"
     assert set(FAMILY_FORMATS.values()) == set(GROUNDING_FORMATS)

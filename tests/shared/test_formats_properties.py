@@ -94,8 +94,9 @@ def test_render_then_parse_gives_the_boxes_back(
     _check_invariants(text, result, image)
     assert result.problems == []
     tol = _tolerance(fmt, image, resized)
-    # qwen25vl writes one object (= one phrase) per box.
-    expected = [(label, [box]) for label, boxes in phrases for box in boxes] if fmt == "qwen25vl" else phrases
+    # The JSON formats write one object (= one phrase) per box.
+    json = fmt in ("qwen25vl", "qwen3vl")
+    expected = [(label, [box]) for label, boxes in phrases for box in boxes] if json else phrases
     assert [p.text for p in result.phrases] == [label for label, _ in expected]
     for phrase, (_, boxes) in zip(result.phrases, expected, strict=True):
         _assert_close(phrase.boxes, boxes, tol)
@@ -140,6 +141,26 @@ def test_replace_boxes_changes_only_coordinates(
     assert [p.text for p in reparsed.phrases] == [p.text for p in parsed.phrases]
 
 
+_JSON_FRAGMENTS = [
+    "{",
+    "}",
+    '"bbox_2d"',
+    ": ",
+    '"label"',
+    '"cup"',
+    '"a \\"b\\""',
+    "[",
+    "]",
+    ", ",
+    "12",
+    "600",
+    "1000",
+    "3.5",
+    "-1",
+    "```json\n",
+    "```",
+    '{"bbox_2d": [1, 2, 30, 40], "label": "x"}',
+]
 _FRAGMENTS: dict[GroundingFormat, list[str]] = {
     "ferret": [
         "[",
@@ -204,25 +225,8 @@ _FRAGMENTS: dict[GroundingFormat, list[str]] = {
         "cup",
         " ",
     ],
-    "qwen25vl": [
-        "{",
-        "}",
-        '"bbox_2d"',
-        ": ",
-        '"label"',
-        '"cup"',
-        '"a \\"b\\""',
-        "[",
-        "]",
-        ", ",
-        "12",
-        "600",
-        "3.5",
-        "-1",
-        "```json\n",
-        "```",
-        '{"bbox_2d": [1, 2, 30, 40], "label": "x"}',
-    ],
+    "qwen25vl": _JSON_FRAGMENTS,
+    "qwen3vl": _JSON_FRAGMENTS,
 }
 
 

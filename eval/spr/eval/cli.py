@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("ferret", "shikra", "qwen2vl", "qwen25vl", "internvl", "kosmos2")
+FORMATS = ("ferret", "shikra", "qwen2vl", "qwen25vl", "qwen3vl", "internvl", "kosmos2")
 
 
 def register(subparsers: Any) -> None:

@@ -13,12 +13,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-GroundingFormat = Literal["ferret", "shikra", "qwen2vl", "qwen25vl", "internvl", "kosmos2"]
+GroundingFormat = Literal["ferret", "shikra", "qwen2vl", "qwen25vl", "qwen3vl", "internvl", "kosmos2"]
 GROUNDING_FORMATS: tuple[GroundingFormat, ...] = (
     "ferret",
     "shikra",
     "qwen2vl",
     "qwen25vl",
+    "qwen3vl",
     "internvl",
     "kosmos2",
 )

@@ -2,8 +2,10 @@
 
 Every box given to or returned by this package is ``(x1, y1, x2, y2)`` in absolute pixels of the
 ORIGINAL image (``image_size``). The model's own coordinate space (a 0-999 or 0-1000 grid, [0, 1]
-decimals, a 32 x 32 cell grid, or pixels of the image as resized by its processor) exists only inside
-the format modules: ``ferret``, ``shikra``, ``qwen2vl``, ``qwen25vl``, ``internvl``, ``kosmos2``.
+decimals of the image padded to a square, a 32 x 32 cell grid, or pixels of the image as resized by its
+processor) exists only inside the format modules: ``ferret``, ``shikra``, ``qwen2vl``, ``qwen25vl``,
+``qwen3vl``, ``internvl``, ``kosmos2``. Each follows its model family's released code; the table of
+conventions and their sources is in docs/METHOD.md ("Box syntaxes").
 
 Parsing never raises on model output: what could not be read is listed in ``ParseResult.problems``
 (policy in :mod:`spr.shared.formats.parsing`). :class:`FormatError` is raised only for bad arguments.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spr.shared.formats import ferret, internvl, kosmos2, qwen2vl, qwen25vl, shikra
+from spr.shared.formats import ferret, internvl, kosmos2, qwen2vl, qwen3vl, qwen25vl, shikra
 from spr.shared.formats.codec import Codec, FormatError, PhraseBoxes, checked_box
 from spr.shared.formats.grids import BoxT
 from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
@@ -33,15 +35,17 @@ _CODECS: dict[str, Codec] = {
     "shikra": shikra.CODEC,
     "qwen2vl": qwen2vl.CODEC,
     "qwen25vl": qwen25vl.CODEC,
+    "qwen3vl": qwen3vl.CODEC,
     "internvl": internvl.CODEC,
     "kosmos2": kosmos2.CODEC,
 }
 
-# Hugging Face ``config.model_type`` -> the box syntax the model writes. Qwen3-VL is not listed: it
-# writes bbox_2d JSON like Qwen2.5-VL but on a 0-1000 relative grid, which no format here covers.
+# Hugging Face ``config.model_type`` -> the box syntax the model writes.
 FAMILY_FORMATS: dict[str, GroundingFormat] = {
     "qwen2_vl": "qwen2vl",
     "qwen2_5_vl": "qwen25vl",
+    "qwen3_vl": "qwen3vl",
+    "qwen3_vl_moe": "qwen3vl",
     "internvl_chat": "internvl",
     "internvl": "internvl",
     "kosmos-2": "kosmos2",
@@ -78,7 +82,8 @@ def render_box(
 
     E.g. ferret ``[120, 340, 260, 512]``, qwen2vl ``<|box_start|>(120,340),(260,512)<|box_end|>``,
     internvl ``<box>[[120, 340, 260, 512]]</box>``, kosmos2 ``<object><patch_index_..>..</object>``,
-    qwen25vl the bbox_2d list ``[x1, y1, x2, y2]`` in resized pixels. Parts outside the image are clipped.
+    qwen25vl the bbox_2d list ``[x1, y1, x2, y2]`` in resized pixels, qwen3vl that list on the 0-1000
+    grid. Parts outside the image are clipped.
     """
     codec = _codec(fmt)
     return codec.render_box(checked_box(box, image_size, "box"), image_size, resized_size)

@@ -29,7 +29,7 @@ class FormatError(SprError):
 
 
 class Codec(Protocol):
-    """Parse and render one model's box syntax (see SPR_METHOD.md, "Box syntaxes")."""
+    """Parse and render one model's box syntax (see docs/METHOD.md, "Box syntaxes")."""
 
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         """Phrases with boxes in original-image pixels, plus the problems met; never raises."""
