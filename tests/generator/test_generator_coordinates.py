@@ -47,3 +47,54 @@ def test_resize_rule_is_the_processors_smart_resize(
 ) -> None:
     rule = ResizeRule(patch_size=14, merge_size=2, min_pixels=56 * 56, max_pixels=max_pixels)
     assert rule.resized(*size) == Size(width=expected[0], height=expected[1])
+
+
+# The image processors of the Qwen families, configured as the released checkpoints ship them (the
+# pixel budgets scaled down so the test resizes small images): Qwen2-VL and Qwen2.5-VL cut 14 px
+# patches, Qwen3-VL 16 px ones; all merge 2 x 2.
+PROCESSORS = {
+    "qwen2vl/qwen25vl": {
+        "patch_size": 14,
+        "merge_size": 2,
+        "min_pixels": 56 * 56,
+        "max_pixels": 28 * 28 * 320,
+    },
+    "qwen3vl": {"patch_size": 16, "merge_size": 2, "min_pixels": 64 * 64, "max_pixels": 32 * 32 * 256},
+}
+SIZES = [
+    (640, 480),
+    (480, 640),
+    (3000, 17),
+    (17, 3000),
+    (33, 1000),
+    (1000, 1000),
+    (300, 100),
+    (30, 20),
+    (1, 1),
+]
+
+
+@pytest.mark.parametrize("family", sorted(PROCESSORS))
+def test_resize_rule_is_what_the_image_processor_does(family: str) -> None:
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor
+
+    p = PROCESSORS[family]
+    processor = Qwen2VLImageProcessor(
+        size={"shortest_edge": p["min_pixels"], "longest_edge": p["max_pixels"]},
+        patch_size=p["patch_size"],
+        merge_size=p["merge_size"],
+        temporal_patch_size=2,
+    )
+    rule = ResizeRule.from_image_processor(processor)
+    assert (rule.patch_size, rule.merge_size, rule.min_pixels, rule.max_pixels) == (
+        p["patch_size"],
+        p["merge_size"],
+        p["min_pixels"],
+        p["max_pixels"],
+    )
+    for width, height in SIZES:
+        grid = processor(images=[Image.new("RGB", (width, height))], return_tensors="pt")["image_grid_thw"]
+        _, rows, cols = grid[0].tolist()
+        expected = Size(width=cols * p["patch_size"], height=rows * p["patch_size"])
+        assert rule.resized(width, height) == expected, (width, height)
