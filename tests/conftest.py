@@ -39,3 +39,11 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from spr.shared.tiny import build_tiny_models
 
     return build_tiny_models(Path(tmp_path_factory.mktemp("tiny-models")), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny offline Qwen3-VL folder (`spr models tiny --qwen3vl`), built once per test session."""
+    from spr.shared.tiny import build_qwen3vl
+
+    return build_qwen3vl(Path(tmp_path_factory.mktemp("tiny-qwen3vl")) / "qwen3vl", seed=0)

@@ -205,6 +205,37 @@ def test_rec_qwen25vl_answers_use_the_model_folders_resize_rule(
     assert "give --model" in capsys.readouterr().err
 
 
+def test_rec_with_the_tiny_qwen3vl_reads_its_format_from_the_folder(
+    world: World, tiny_qwen3vl: Path, tmp_path: Path
+) -> None:
+    base = [
+        "eval",
+        "rec",
+        "--data",
+        str(world.val),
+        "--data-root",
+        str(world.root),
+        "--model",
+        str(tiny_qwen3vl),
+    ]
+    # Answers written on Qwen3-VL's 0-1000 grid score as right with no --format and no resized size.
+    examples = read_jsonl(world.val, RecExample, "example")
+    image = Size(width=256, height=256)
+    write_jsonl(
+        tmp_path / "a.jsonl",
+        [RecAnswer(id=e.id or "", answer=_right(e.box, image, "qwen3vl")) for e in examples],
+    )
+    known = tmp_path / "known.json"
+    assert main([*base, "--answers", str(tmp_path / "a.jsonl"), "--out", str(known)]) == 0
+    assert _results(known)["format"] == "qwen3vl"
+    assert _results(known)["splits"]["val"]["accuracy"]["0.9"] == 1.0
+    # The model itself answers through the transformers engine.
+    generated = tmp_path / "generated.json"
+    assert main([*base, *FAST, "--out", str(generated)]) == 0
+    assert (_results(generated)["format"], _results(generated)["engine"]) == ("qwen3vl", "transformers")
+    assert _results(generated)["splits"]["val"]["examples"] == 4
+
+
 def test_regions_with_the_tiny_model(world: World, tiny_models: Any, tmp_path: Path) -> None:
     out, predictions = tmp_path / "regions.json", tmp_path / "pred"
     args = [

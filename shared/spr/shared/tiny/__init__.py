@@ -1,4 +1,4 @@
-"""Tiny random models built offline: a Qwen2-VL generator and a CLIP scorer model.
+"""Tiny random models built offline: a Qwen2-VL generator, a CLIP scorer model, optionally a Qwen3-VL.
 
 No machine here can download weights, so tests and the demo use checkpoints the project builds itself,
 of the production architectures, saved as ordinary Hugging Face folders:
@@ -6,6 +6,8 @@ of the production architectures, saved as ordinary Hugging Face folders:
 * ``<out>/qwen2vl/`` — ``Qwen2VLForConditionalGeneration`` + ``Qwen2VLProcessor`` (trained tokenizer
   with every Qwen2-VL special token, Qwen2-VL chat template); see :mod:`spr.shared.tiny.qwen2vl`.
 * ``<out>/clip/`` — ``CLIPModel`` + ``CLIPProcessor`` (trained CLIP BPE); see :mod:`spr.shared.tiny.clip`.
+* ``<out>/qwen3vl/`` (on request) — ``Qwen3VLForConditionalGeneration`` + ``Qwen3VLProcessor``, for the
+  ``qwen3vl`` box format; see :mod:`spr.shared.tiny.qwen3vl`.
 
 For vLLM (CPU) the text and vision attention head size is 32 (vLLM's CPU backend needs >= 32) and the
 configs hold only standard fields, so ``vllm`` loads the Qwen2-VL folder as it would a released one
@@ -32,15 +34,18 @@ from typing import Final
 from spr.shared.errors import SprError
 from spr.shared.tiny.clip import ClipSpec, build_clip
 from spr.shared.tiny.qwen2vl import Qwen2VLSpec, build_qwen2vl, chat_template
+from spr.shared.tiny.qwen3vl import Qwen3VLSpec, build_qwen3vl
 
 __all__ = [
     "MARKER_FILE",
     "ClipSpec",
     "Qwen2VLSpec",
+    "Qwen3VLSpec",
     "TinyModelError",
     "TinyModels",
     "build_clip",
     "build_qwen2vl",
+    "build_qwen3vl",
     "build_tiny_models",
     "chat_template",
 ]
@@ -59,20 +64,28 @@ class TinyModelError(SprError):
 
 @dataclass(frozen=True)
 class TinyModels:
-    """Where the tiny models live: ``root`` is the output folder, the others are model folders."""
+    """Where the tiny models live: ``root`` is the output folder, the others are model folders
+    (``qwen3vl`` is None unless it was asked for)."""
 
     root: Path
     qwen2vl: Path
     clip: Path
+    qwen3vl: Path | None = None
 
 
 def build_tiny_models(
-    out: Path, seed: int = 0, *, overwrite: bool = False, number_tokens: int | None = None
+    out: Path,
+    seed: int = 0,
+    *,
+    overwrite: bool = False,
+    number_tokens: int | None = None,
+    qwen3vl: bool = False,
 ) -> TinyModels:
     """Build (or reuse) the tiny Qwen2-VL and CLIP under ``out`` and return their folders.
 
     ``number_tokens``: give the Qwen2-VL one token per integer ``0..number_tokens`` (1000 for its
     0-1000 box grid; see :mod:`spr.shared.tiny.numbers`); None keeps one token per digit.
+    ``qwen3vl``: build the tiny Qwen3-VL too (``out/qwen3vl``).
 
     A model folder already complete with the same seed and build format is kept as is. With
     ``overwrite`` every model folder is rebuilt. Raises :class:`TinyModelError` when a folder holds a
@@ -82,13 +95,17 @@ def build_tiny_models(
     if seed < 0:
         raise TinyModelError(f"seed must be >= 0, got {seed}")
     out = Path(out)
-    models = TinyModels(root=out, qwen2vl=out / "qwen2vl", clip=out / "clip")
+    models = TinyModels(
+        root=out, qwen2vl=out / "qwen2vl", clip=out / "clip", qwen3vl=out / "qwen3vl" if qwen3vl else None
+    )
     spec = Qwen2VLSpec(number_tokens=number_tokens)
     extra: dict[str, object] = {} if number_tokens is None else {"number_tokens": number_tokens}
     _ensure(
         "qwen2vl", models.qwen2vl, seed, overwrite, lambda d: build_qwen2vl(d, seed=seed, spec=spec), extra
     )
     _ensure("clip", models.clip, seed, overwrite, lambda d: build_clip(d, seed=seed))
+    if models.qwen3vl is not None:
+        _ensure("qwen3vl", models.qwen3vl, seed, overwrite, lambda d: build_qwen3vl(d, seed=seed))
     return models
 
 

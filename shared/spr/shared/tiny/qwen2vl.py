@@ -6,7 +6,8 @@ configs and ``chat_template.jinja``. It loads with ``AutoProcessor.from_pretrain
 ``AutoModelForImageTextToText.from_pretrained(dir)`` (or ``Qwen2VLForConditionalGeneration``), so
 tests and the demo run the same code paths as a real Qwen2-VL-2B/7B-Instruct folder.
 
-Notes for serving it with vLLM (the generator's vLLM backend; see ENVIRONMENT.md):
+Notes for serving it with vLLM (the generator's vLLM backend; ``scripts/setup_vllm_env.sh`` builds the
+CPU environment it was served from):
 
 * vLLM's CPU attention backend needs an attention head size of at least 32: the text model uses
   hidden 128 / 4 heads (head_dim 32, 2 KV heads) and the vision tower 64 / 2 heads (head_dim 32).
@@ -27,13 +28,15 @@ import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from spr.shared.tiny.numbers import add_number_tokens, init_number_rows
-from spr.shared.tiny.tokenizer import QWEN2VL_EOS_TOKEN, QWEN2VL_PAD_TOKEN, train_qwen2_tokenizer
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+from spr.shared.tiny.tokenizer import (
+    QWEN2VL_EOS_TOKEN,
+    QWEN2VL_PAD_TOKEN,
+    special_token_id,
+    train_qwen2_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ def build_qwen2vl(out_dir: Path, *, seed: int = 0, spec: Qwen2VLSpec | None = No
     number_ids = [] if spec.number_tokens is None else add_number_tokens(tokenizer, spec.number_tokens)
     template = chat_template()
     tokenizer.chat_template = template
-    ids = {tok: _token_id(tokenizer, tok) for tok in tokenizer.all_special_tokens}
+    ids = {tok: special_token_id(tokenizer, tok) for tok in tokenizer.all_special_tokens}
     pad_id, eos_id = ids[QWEN2VL_PAD_TOKEN], ids[QWEN2VL_EOS_TOKEN]
 
     config = Qwen2VLConfig(
@@ -167,13 +170,6 @@ def build_qwen2vl(out_dir: Path, *, seed: int = 0, spec: Qwen2VLSpec | None = No
         out_dir,
     )
     return out_dir
-
-
-def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
-    found = tokenizer.convert_tokens_to_ids(token)
-    if not isinstance(found, int):
-        raise TypeError(f"{token!r} did not map to one id ({found!r})")
-    return found
 
 
 def _text_config(spec: Qwen2VLSpec, *, vocab_size: int, pad_id: int, eos_id: int) -> dict[str, Any]:

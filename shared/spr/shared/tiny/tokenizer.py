@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
-    from transformers import CLIPTokenizer, Qwen2Tokenizer
+    from transformers import CLIPTokenizer, PreTrainedTokenizerBase, Qwen2Tokenizer
 
 # Qwen2-VL's added tokens, in the order (and so the relative ids) of the released checkpoints, where
 # they follow the BPE vocabulary at 151643..151656.
@@ -95,7 +95,7 @@ _PUNCTUATION: Final = ". , ; : ! ? ' \" ( ) [ ] { } < > / \\ | - _ + = * & % $ #
 
 
 def _box_syntaxes(v: tuple[int, int, int, int], phrase: str) -> list[str]:
-    """One grounded phrase written in every grounding format the project parses (SPR_METHOD.md)."""
+    """One grounded phrase written in every grounding format the project parses (docs/METHOD.md)."""
     x1, y1, x2, y2 = v
     # Kosmos-2 names a box by the 32 x 32 grid cells of its top-left and bottom-right corners.
     cells = (
@@ -187,6 +187,14 @@ def train_qwen2_tokenizer(vocab_size: int = QWEN2_BPE_VOCAB_SIZE) -> Qwen2Tokeni
     )
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN2VL_SPECIAL_TOKENS])
     return tokenizer
+
+
+def special_token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    """The one id of ``token`` (a special token) in ``tokenizer``; TypeError when it has none or several."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise TypeError(f"{token!r} did not map to one id ({found!r})")
+    return found
 
 
 def train_clip_tokenizer(vocab_size: int = CLIP_BPE_VOCAB_SIZE) -> CLIPTokenizer:
