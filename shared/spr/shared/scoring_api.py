@@ -84,7 +84,7 @@ class CandidateInput(StrictModel):
 
 
 class ScoreOptions(StrictModel):
-    """How candidates are scored and paired (SPR_METHOD.md steps 3-5)."""
+    """How candidates are scored and paired (docs/METHOD.md, steps 3-5)."""
 
     lambda_: float = Field(
         default=0.8,

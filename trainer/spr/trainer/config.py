@@ -4,7 +4,7 @@ Both dataclasses are parsed together by :class:`trl.TrlParser` (``--config FILE.
 overrides, TRL's own precedence: dataclass defaults < method defaults < YAML < command line). The YAML
 holds keys of either class at the top level (plus TRL's optional ``env:`` mapping).
 
-Method defaults (SPR_METHOD.md, step 6) are applied as parser defaults, so a YAML or a flag still wins:
+Method defaults (docs/METHOD.md, step 6) are applied as parser defaults, so a YAML or a flag still wins:
 beta 0.1, learning rate 1e-5, 1 epoch, cosine schedule, warm-up 10 % of the steps (``warmup_steps: 0.1``;
 transformers 5 has no ``warmup_ratio``: a float below 1 is a ratio), LoRA r 128 / alpha 256.
 
@@ -26,14 +26,14 @@ from spr.shared.errors import SprError
 if TYPE_CHECKING:
     from trl.trainer.dpo_config import DPOConfig
 
-# The consumer group every trainer reads spr:pairs with (DESIGN.md, Queue).
+# The consumer group every trainer reads spr:pairs with (docs/ARCHITECTURE.md, "Queue").
 TRAINER_GROUP: Final = "trainers"
 
 # Language-model projections of Qwen2-VL / Qwen2.5-VL (and most decoder LMs). The vision tower's
 # layers are named differently (qkv, proj, fc1, fc2), so it stays frozen: LoRA adapts the LM only.
 DEFAULT_TARGET_MODULES: Final = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-# DPOConfig defaults of `spr train`: SPR_METHOD.md step 6 ("defaults seen in the authors' own scripts")
+# DPOConfig defaults of `spr train`: docs/METHOD.md step 6 (the method's training defaults)
 # for the optimisation, plus our choices for where output goes and how often to checkpoint and log.
 SPR_DPO_DEFAULTS: Final[dict[str, Any]] = {
     "beta": 0.1,

@@ -1,4 +1,4 @@
-"""Pair selection (SPR_METHOD.md step 5) and the queue's PreferencePair built from a scored group.
+"""Pair selection (docs/METHOD.md, step 5) and the queue's PreferencePair built from a scored group.
 
 chosen = the refined text with the highest total (the text as written when refinement is off or left
 it unchanged); rejected = the text as written with the lowest total; a pair only when

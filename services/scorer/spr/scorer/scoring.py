@@ -1,4 +1,4 @@
-"""Scoring, refinement and pair selection (SPR_METHOD.md steps 3-5): one object for HTTP and the worker.
+"""Scoring, refinement and pair selection (docs/METHOD.md, steps 3-5): one object for HTTP and the worker.
 
 A region's candidates go through three phases:
 

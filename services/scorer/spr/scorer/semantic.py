@@ -1,4 +1,4 @@
-"""The semantic score S_sem with CLIP (SPR_METHOD.md step 3).
+"""The semantic score S_sem with CLIP (docs/METHOD.md, step 3).
 
 ``S_sem = ½ (cos(CLIP_img(crop), CLIP_txt(T')) + cos(E_local(I, R), CLIP_txt(T')))``:
 

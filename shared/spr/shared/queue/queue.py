@@ -1,6 +1,6 @@
 """The queue: Redis Streams with consumer groups, the only way services talk to Redis.
 
-Semantics (DESIGN.md, Queue):
+Semantics (docs/ARCHITECTURE.md, "Queue"):
 - at-least-once: a consumer acks an entry only after its output is written; an entry whose consumer
   died stays pending and is reclaimed by a live consumer once idle past the visibility timeout;
 - bounded retries: an entry is handed out at most ``max_deliveries`` times, then moved to the
