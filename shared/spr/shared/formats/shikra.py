@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from spr.shared.formats.bracketed import BracketCodec, BracketFrame
+from spr.shared.formats.bracketed import BracketCodec, BracketFrame, Reader
 from spr.shared.formats.codec import FormatError
 from spr.shared.formats.grids import BoxT, GridBox, encode_span, linear_grid
 
@@ -66,16 +66,24 @@ class SquareFrame:
     x: _Axis
     y: _Axis
 
-    def read(self, x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, float, float]:
-        """Numbers as written ([0, 1] of the square) -> thousandths of the image (its 0-1000 grid)."""
+    def reader(self) -> Reader:
+        """Numbers as written ([0, 1] of the square) -> thousandths of the image (its 0-1000 grid).
+
+        ``u = (v * 1000 - lo) * scale`` per axis, as one multiply and one subtract with the constants
+        bound in a closure: this runs for every box parsed (the scorer's hot path).
+        """
         x, y = self.x, self.y
-        u1 = (x1 * STEPS - x.lo) * x.scale
-        u2 = (x2 * STEPS - x.lo) * x.scale
-        v1 = (y1 * STEPS - y.lo) * y.scale
-        v2 = (y2 * STEPS - y.lo) * y.scale
-        if 0.0 <= u1 <= STEPS and 0.0 <= u2 <= STEPS and 0.0 <= v1 <= STEPS and 0.0 <= v2 <= STEPS:
-            return (u1, v1, u2, v2)
-        return (_edge(u1, x1, x), _edge(v1, y1, y), _edge(u2, x2, x), _edge(v2, y2, y))
+        ax, bx = STEPS * x.scale, x.lo * x.scale
+        ay, by = STEPS * y.scale, y.lo * y.scale
+
+        def read(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, float, float]:
+            u1, u2 = x1 * ax - bx, x2 * ax - bx
+            v1, v2 = y1 * ay - by, y2 * ay - by
+            if 0.0 <= u1 <= 1000.0 and 0.0 <= u2 <= 1000.0 and 0.0 <= v1 <= 1000.0 and 0.0 <= v2 <= 1000.0:
+                return (u1, v1, u2, v2)
+            return (_edge(u1, x1, x), _edge(v1, y1, y), _edge(u2, x2, x), _edge(v2, y2, y))
+
+        return read
 
     def encode(self, box: BoxT) -> GridBox:
         """A box in original-image pixels -> thousandths of the square (never empty, never padding)."""
@@ -110,7 +118,7 @@ def _frame(width: int, height: int) -> BracketFrame:
     grid = linear_grid(
         width, height, STEPS, STEPS, STEPS, STEPS, "the image (Shikra's [0, 1] spans it padded to a square)"
     )
-    return BracketFrame(grid=grid, encode=square.encode, read=square.read)
+    return BracketFrame(grid=grid, encode=square.encode, read=square.reader())
 
 
 def _write(v: GridBox) -> str:
