@@ -108,7 +108,7 @@ def test_rec_accuracy_counts_iou_at_or_above_each_threshold() -> None:
     assert box_iou((0, 0, 100, 100), None) == 0.0
     m = rec_metrics([1.0, 0.65, 0.5, 0.0], [True, True, True, False], [0, 0, 1, 0])
     assert m.examples == 4
-    assert m.accuracy == {0.5: 0.75, 0.6: 0.5, 0.7: 0.25, 0.8: 0.25, 0.9: 0.25}
+    assert m.accuracy == {0.5: 0.75, 0.6: 0.5, 0.7: 0.25, 0.75: 0.25, 0.8: 0.25, 0.9: 0.25}
     assert m.mean_iou == pytest.approx(2.15 / 4)
     assert (m.no_box_rate, m.parse_problem_rate) == (0.25, 0.25)
     empty = rec_metrics([], [], [])
@@ -152,7 +152,7 @@ def test_matched_box_accuracy_drops_with_the_threshold() -> None:
     gt = (0.0, 0.0, 100.0, 100.0)
     loose = (0.0, 0.0, 100.0, 65.0)  # IoU 0.65
     m = region_metrics([score_region([gt, (200.0, 0.0, 300.0, 100.0)], [loose])])
-    assert m.accuracy == pytest.approx({0.5: 0.5, 0.6: 0.5, 0.7: 0.0, 0.8: 0.0, 0.9: 0.0})
+    assert m.accuracy == pytest.approx({0.5: 0.5, 0.6: 0.5, 0.7: 0.0, 0.75: 0.0, 0.8: 0.0, 0.9: 0.0})
     assert m.matched_mean_iou == pytest.approx(0.65)
     with pytest.raises(ValueError, match="below the matching threshold"):
         region_metrics([], thresholds=(0.3,))
@@ -164,7 +164,7 @@ def test_tables_and_json_show_percent_and_fractions() -> None:
     test = rec_metrics([0.0], [False], [0])
     table = rec_table({"val": val, "testA": test}, mean_rec_metrics([val, test]))
     lines = table.splitlines()
-    assert lines[0].split() == ["split", "n", "@0.5", "@0.6", "@0.7", "@0.8", "@0.9", "mIoU", "no", "box"]
+    assert lines[0].split() == ["split", "n", "@0.5", "@0.6", "@0.7", "@0.75", "@0.8", "@0.9", "mIoU", "no", "box"]
     assert lines[2].split() == ["val", "2", "100.00", "100.00", "50.00", "50.00", "50.00", "82.50", "0.00"]
     assert lines[4].split()[:3] == ["mean", "3", "50.00"]
     data = results_json("rec", {"val": val}, None, {"model": "m"})
