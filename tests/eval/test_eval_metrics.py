@@ -164,11 +164,41 @@ def test_tables_and_json_show_percent_and_fractions() -> None:
     test = rec_metrics([0.0], [False], [0])
     table = rec_table({"val": val, "testA": test}, mean_rec_metrics([val, test]))
     lines = table.splitlines()
-    assert lines[0].split() == ["split", "n", "@0.5", "@0.6", "@0.7", "@0.75", "@0.8", "@0.9", "mIoU", "no", "box"]
-    assert lines[2].split() == ["val", "2", "100.00", "100.00", "50.00", "50.00", "50.00", "82.50", "0.00"]
+    assert lines[0].split() == [
+        "split",
+        "n",
+        "@0.5",
+        "@0.6",
+        "@0.7",
+        "@0.75",
+        "@0.8",
+        "@0.9",
+        "mIoU",
+        "no",
+        "box",
+    ]
+    assert lines[2].split() == [
+        "val",
+        "2",
+        "100.00",
+        "100.00",
+        "50.00",
+        "50.00",
+        "50.00",
+        "50.00",
+        "82.50",
+        "0.00",
+    ]
     assert lines[4].split()[:3] == ["mean", "3", "50.00"]
     data = results_json("rec", {"val": val}, None, {"model": "m"})
-    assert data["splits"]["val"]["accuracy"] == {"0.5": 1.0, "0.6": 1.0, "0.7": 0.5, "0.8": 0.5, "0.9": 0.5}
+    assert data["splits"]["val"]["accuracy"] == {
+        "0.5": 1.0,
+        "0.6": 1.0,
+        "0.7": 0.5,
+        "0.75": 0.5,
+        "0.8": 0.5,
+        "0.9": 0.5,
+    }
     assert data["mean"] is None and data["model"] == "m" and data["benchmark"] == "rec"
     regions = region_table({"held-out": region_metrics([score_region([GT], [GT])])})
     assert regions.splitlines()[2].split()[:5] == ["held-out", "1", "100.00", "100.00", "100.00"]
