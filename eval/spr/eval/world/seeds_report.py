@@ -1,7 +1,7 @@
 """The multi-seed report: mean ± std over seeds of every arm of every SPR round, and the goal checked
 mechanically per round.
 
-The goal (issue #7, restated for rounds): +SPR beats the SFT baseline at IoU 0.75 and 0.9 by more than
+The goal (docs/RESULTS.md): +SPR beats the SFT baseline at IoU 0.75 and 0.9 by more than
 the seed spread (the sample std over seeds of the per-seed difference), the gain grows with the
 threshold (0.5 -> 0.75 -> 0.9, strictly), and DPO beats SFT on the same round's chosen answers at IoU
 0.75 and 0.9 by more than the spread of that difference. Checked for REC and region descriptions

@@ -1,8 +1,9 @@
 """The SFT baseline: a small Qwen2-VL trained from scratch with a plain PyTorch loop, cached on disk.
 
-What SYNTHETIC_WORLD.md measured on this CPU shapes the defaults: a small text rotary base
-(``rope_theta`` 5; the default 1e6 leaves nearby positions indistinguishable at this width), the
-randomly initialised vision tower frozen, and a curriculum from one object per image to several.
+What was measured on this CPU before the benchmark (docs/RESULTS-crowded.md) shapes the defaults: a
+small text rotary base (``rope_theta`` 5; the default 1e6 leaves nearby positions indistinguishable at
+this width), the randomly initialised vision tower frozen, and a curriculum from one object per image
+to several.
 
 The result is an ordinary checkpoint folder (model + processor + generation config) that the generator,
 the scorer, `spr eval` and the trainer load with ``AutoModelForImageTextToText``. ``sft.json`` beside

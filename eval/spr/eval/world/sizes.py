@@ -4,7 +4,7 @@ colours): ``smoke`` (CI: the plumbing end to end in a few minutes, numbers meani
 cores) and ``crowded-large`` (a GPU). The SFT baseline is trained once per seed and cached.
 
 Nothing here was chosen by looking at the ``test`` split; the SFT schedule follows the measurements
-in SYNTHETIC_WORLD.md and the learning curve on ``val``.
+in docs/RESULTS-crowded.md and the learning curve on ``val``.
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ SMOKE = BenchSize(
 
 # The SFT baseline is the one-time cost (cached in WORKDIR/baseline; `--only baseline` trains it alone):
 # 2,400 steps of 32 fresh scenes, about 35 min on 2 CPU cores (0.75 / 0.8 / 1.1 s per step by stage),
-# so that the whole default run (baseline, CLIP, SPR, three evaluated arms) fits the issue's 45 minutes.
+# so that the whole default run (baseline, CLIP, SPR, three evaluated arms) fits 45 minutes.
 # (An earlier 3,000-step schedule, 1,000 per stage, is recorded for one seed in docs/RESULTS.md.)
-# The vision tower stays frozen (SYNTHETIC_WORLD.md). Training it in the last stage was tried once on
+# The vision tower stays frozen (docs/RESULTS-crowded.md). Training it in the last stage was tried once on
 # a GPU (one-object REC on val fell to 0 %, but the frozen default also loses most of that skill once
 # scenes hold several objects, so the trial does not separate the two). Dense pre-training of the
 # tower (vision_pretrain, 500 steps) was tried on CPU: with colour and shape labels the one-object
@@ -135,7 +135,7 @@ CROWDED_LARGE = replace(
 # resolvable by colour alone (with the frozen random vision tower the model learns colour, not shape).
 # It tests the paper's central claim, that preferring refined, precise boxes sharpens localization at
 # high IoU, on a baseline that does localize. Boxes are one number token per integer 0..1000 (digit
-# tokens learned a lone object 3-6x slower, SYNTHETIC_WORLD.md). Region tasks are whole images (every
+# tokens learned a lone object 3x slower, docs/RESULTS-crowded.md). Region tasks are whole images (every
 # object its GT): the paper's union box of one or two objects would write their boxes into the prompt.
 # Sized for 2 CPU cores: the baseline in about 20 minutes on one thread, SPR rounds and the evaluated
 # arms in about 20 more, so two seeds run side by side, one thread each.

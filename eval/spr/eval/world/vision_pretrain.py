@@ -2,7 +2,7 @@
 shape covers it, and that shape's box.
 
 Why: trained only through box answers, a small randomly initialised model learned to find *an* object
-but picked among several at random (SYNTHETIC_WORLD.md, and our own curve). One box answer is one
+but picked among several at random (docs/RESULTS-crowded.md, and our own curve). One box answer is one
 label per image; the per-token task gives every image 64 labels and makes the image tokens carry the
 words the expressions use and the box the answer needs (as a dense detector's features do), so the
 text model has to learn which token an expression picks and how to write its box. The heads used here
