@@ -442,11 +442,14 @@ def test_collect_reports_the_main_run_and_every_ablation(smoke_run: Path, tmp_pa
     ablations = text.split("## Ablations")[1]
     rows = [line for line in ablations.splitlines() if line.startswith("| + ")]
     assert [row.split(" | ")[:2] for row in rows] == [
-        ["| + SPR round 2 (DPO LoRA)", "main settings"],  # the last round of each run
+        # every round of the main run (a one-round ablation compares with its first), each ablation's last
+        ["| + SPR round 1 (DPO LoRA)", "main settings"],
+        ["| + SFT on chosen, round 1", "main settings"],
+        ["| + SPR round 2 (DPO LoRA)", "main settings"],
         ["| + SFT on chosen, round 2", "main settings"],
         ["| + lambda0 round 1 (DPO LoRA)", "semantic_lambda 0.0, rounds 1"],
     ]
-    assert "| +25.0 |" in rows[2]
+    assert "| +25.0 |" in rows[4]
     assert (workdir / "RESULTS-all.md").read_text().rstrip() in text
     for folder in (workdir, tmp_path):  # beside RESULTS-all.md and beside --markdown
         assert (folder / PLOT_PNG).read_bytes().startswith(b"\x89PNG")
