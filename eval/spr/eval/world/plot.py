@@ -59,8 +59,9 @@ def accuracy_plot(runs: Sequence[dict[str, Any]], out: Path) -> Path:
         ax.set_xlabel("IoU threshold")
         ax.set_xticks(x)
         ax.set_xticklabels(THRESHOLDS)
-        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
+    # once both panels hold their curves: set in the loop it would freeze the shared top at the first's
+    axes[0].set_ylim(bottom=0)
     axes[0].set_ylabel("accuracy on held-out test (%)")
     handles, names = axes[0].get_legend_handles_labels()
     figure.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=8, frameon=False)
