@@ -403,6 +403,8 @@ def test_precision_scenes_have_distinct_colours_and_whole_image_regions() -> Non
 def test_seeds_side_by_side_write_the_report_and_the_plot(tmp_path: Path) -> None:
     workdir = tmp_path / "seeds"
     markdown = tmp_path / "docs" / "RESULTS.md"
+    markdown.parent.mkdir(parents=True)
+    markdown.write_text("# Results\n\nReading.\n\n<!-- bench:start -->\nOLD TABLES\n<!-- bench:end -->\n")
     argv = ["bench", "shapes", "--smoke", "--seeds", "3", "4", "--jobs", "2", "--workdir", str(workdir)]
     assert main([*argv, "--markdown", str(markdown)]) == 0
     runs = [json.loads((workdir / f"seed-{s}" / "results.json").read_text()) for s in (3, 4)]
@@ -411,6 +413,7 @@ def test_seeds_side_by_side_write_the_report_and_the_plot(tmp_path: Path) -> Non
     assert "SFT step" in (workdir / "seed-3.log").read_text()  # each seed's process logged to its file
     text = markdown.read_text()
     assert "seeds 3, 4" in text and f"]({PLOT_PNG})" in text
+    assert text.startswith("# Results\n\nReading.") and "OLD TABLES" not in text  # the reading stays
     assert (markdown.parent / PLOT_PNG).read_bytes().startswith(b"\x89PNG")
 
 

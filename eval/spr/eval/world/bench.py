@@ -160,12 +160,15 @@ def run_seeds(
         runs = run_seed_jobs(workdir, size, seeds, variant=variant, jobs=jobs)
     else:
         runs = [run_bench(workdir / f"seed-{seed}", size.with_seed(seed), variant=variant) for seed in seeds]
+    from spr.eval.world.report import write_report
+
     text = seeds_markdown(runs, plot=PLOT_PNG)
     name = RESULTS_MD if variant == "spr" else f"RESULTS-{variant}.md"
-    targets = [workdir / name] + ([markdown] if markdown is not None else [])
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+    (workdir / name).write_text(text, encoding="utf-8")
+    targets = [workdir / name]
+    if markdown is not None:
+        write_report(markdown, text)  # between its report markers: a hand-written reading stays
+        targets.append(markdown)
     plot_beside(runs, targets)
     return runs
 
