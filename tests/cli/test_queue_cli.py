@@ -80,3 +80,20 @@ def test_unreachable_redis_is_a_one_line_error(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert err.startswith(f"spr: error: cannot reach Redis at redis://127.0.0.1:{port}/0")
     assert "redis-server" in err
+
+
+def test_dead_survives_malformed_dead_letters(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import redis
+
+    raw = redis.Redis.from_url(redis_url)
+    raw.xadd("spr:dead", {b"stream": b"spr:tasks", b"error": b"\xff\xfe", b"deliveries": b"x"})  # type: ignore[arg-type]
+    raw.xadd("spr:tasks", {b"item_id": b"t\xff", b"data": b"\xc3\x28"})  # type: ignore[arg-type]
+    queue = Queue.from_url(redis_url, QueueConfig(block_ms=0))
+    assert queue.consume(STREAM_TASKS, "generators", "g1") == []  # dead-lettered with its raw bytes
+    assert main(["queue", "dead", "--redis-url", redis_url]) == 0
+    newest, oldest = capsys.readouterr().out.splitlines()
+    assert "spr:tasks/generators" in newest and "[raw bytes kept" in newest
+    assert "[damaged dead letter" in oldest and "field 'error' is not UTF-8" in oldest
+    assert main(["queue", "dead", "--redis-url", redis_url, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["raw"] and rows[1]["malformed"]

@@ -133,6 +133,24 @@ def test_an_invalid_payload_is_dead_lettered_at_once(
     assert [letter.item_id for letter in queue.dead_letters()] == ["poison"]
 
 
+def test_a_non_utf8_entry_is_dead_lettered_with_its_bytes_and_pulling_goes_on(
+    redis_url: str, tmp_path: Path, data_root: Path, pairs_factory: MakePair
+) -> None:
+    from spr.shared.queue.entries import fields_from_b64
+
+    queue = Queue.from_url(redis_url, FAST)
+    poison = {b"item_id": b"bad", b"data": b"\x80\x81 not text"}
+    redis.Redis.from_url(redis_url).xadd(STREAM_PAIRS, poison)  # type: ignore[arg-type]
+    _publish(queue, [pairs_factory(0)])
+    with Spool(tmp_path / "s", data_root=data_root) as spool:
+        stats = Puller(queue, spool, consumer="t1", until_empty=True, block_ms=20).run()
+        assert len(spool) == 1
+    assert (stats.invalid, stats.added, stats.stopped) == (1, 1, "drained")
+    [letter] = queue.dead_letters()
+    assert letter.raw is not None and fields_from_b64(letter.raw) == poison
+    assert _group(queue).pending == 0
+
+
 def test_max_pairs_stops_with_that_many_spooled_and_the_rest_undelivered(
     redis_url: str, tmp_path: Path, data_root: Path, pairs_factory: MakePair
 ) -> None:

@@ -102,8 +102,16 @@ def format_status(status: QueueStatus) -> str:
 def format_dead_letters(letters: list[DeadLetter]) -> str:
     if not letters:
         return "no dead letters"
-    return "\n".join(
+    return "\n".join(_format_dead_letter(letter) for letter in letters)
+
+
+def _format_dead_letter(letter: DeadLetter) -> str:
+    line = (
         f"{letter.time.isoformat(timespec='seconds')}  {letter.stream}/{letter.group}  "
         f"entry {letter.entry_id}  item {letter.item_id}  deliveries {letter.deliveries}: {letter.error}"
-        for letter in letters
     )
+    if letter.raw is not None:
+        line += "  [raw bytes kept: --json shows them base64]"
+    if letter.malformed is not None:
+        line += f"  [damaged dead letter {letter.dead_id}: {letter.malformed}]"
+    return line

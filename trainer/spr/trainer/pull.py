@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 from spr.shared.queue import STREAM_PAIRS, Delivery, Queue
+from spr.shared.queue.worker import describe_error
 from spr.shared.schemas import PreferencePair
 from spr.trainer.config import TRAINER_GROUP
 from spr.trainer.spool import Spool
@@ -125,9 +126,17 @@ class Puller:
             if self.timeout_s is not None:
                 left_ms = int((self.timeout_s - (time.monotonic() - started)) * 1000)
                 block_ms = max(1, min(block_ms, left_ms))
+            undecodable: list[str] = []
             deliveries = self.queue.consume(
-                STREAM_PAIRS, self.group, self.consumer, count=count, block_ms=block_ms
+                STREAM_PAIRS,
+                self.group,
+                self.consumer,
+                count=count,
+                block_ms=block_ms,
+                undecodable=undecodable,
             )
+            # Entries that are not even UTF-8 text: the queue dead-lettered them (raw bytes kept).
+            self.stats.invalid += len(undecodable)
             if deliveries:
                 self._handle(deliveries)
             elif self.until_empty and self._drained():
@@ -141,8 +150,9 @@ class Puller:
                 valid.append((delivery, delivery.parse(PreferencePair)))
             except ValidationError as exc:
                 self.stats.invalid += 1
-                logger.warning("dead-lettering invalid pair entry %s: %s", delivery.entry_id, exc)
-                self.queue.fail(delivery, f"not a valid PreferencePair: {exc}", permanent=True)
+                error = describe_error(exc)  # names the fields, never echoes the payload
+                logger.warning("dead-lettering invalid pair entry %s: %s", delivery.entry_id, error)
+                self.queue.fail(delivery, f"not a valid PreferencePair: {error}", permanent=True)
         results = self.spool.append_many([pair for _, pair in valid])
         # The batch is on disk (fsynced): only now acknowledge it.
         for (delivery, _), result in zip(valid, results, strict=True):

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from spr.shared.queue.config import (
     PIPELINE_STREAMS,
     STREAM_DEAD,
@@ -32,6 +33,7 @@ from spr.shared.queue.config import (
 )
 from spr.shared.queue.deadletter import MAX_ERROR_CHARS, NO_ERROR_RECORDED, DeadLetter
 from spr.shared.queue.delivery import Delivery
+from spr.shared.queue.entries import UndecodableEntry, decode_fields, raw_fields_b64, text
 from spr.shared.queue.errors import BackpressureTimeout, translate_redis_errors
 from spr.shared.queue.groups import safe_trim_id, stream_backlog
 from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH
@@ -46,6 +48,13 @@ _POLL_MIN_S = 0.01
 _POLL_MAX_S = 0.5
 
 
+def bytes_client(client: redis.Redis) -> redis.Redis:
+    """A client on the same server as ``client`` whose replies are bytes (not decoded)."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
 class Queue:
     """A typed client for the pipeline's streams. Thread-safe (redis-py pools connections)."""
 
@@ -58,6 +67,8 @@ class Queue:
         dead_stream: str = STREAM_DEAD,
     ) -> None:
         self._client = client
+        # Stream entries are read undecoded: a non-UTF-8 entry must not fail the read of its neighbours.
+        self._raw = bytes_client(client)
         self.config = config
         self.url = url
         self.dead_stream = dead_stream
@@ -67,6 +78,10 @@ class Queue:
         # XAUTOCLAIM is a cursor scan over the pending list; keeping the cursor makes successive calls
         # cover all of it even when its head belongs to consumers that are still working.
         self._reclaim_cursor: dict[tuple[str, str], str] = {}
+        # Entries dead-lettered while reading because they could not be decoded, per (stream, group).
+        self.undecodable: Counter[tuple[str, str]] = Counter()
+        # Entries items() skipped in its last scan (undecodable or not valid as the model).
+        self.items_skipped = 0
 
     @classmethod
     def from_url(cls, url: str, config: QueueConfig = QueueConfig()) -> Queue:  # noqa: B008
@@ -76,6 +91,7 @@ class Queue:
 
     def close(self) -> None:
         self._client.close()
+        self._raw.close()
 
     def __enter__(self) -> Queue:
         return self
@@ -154,14 +170,22 @@ class Queue:
         self._groups_ready.add((stream, group))
 
     def consume(
-        self, stream: str, group: str, consumer: str, *, count: int = 1, block_ms: int | None = None
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 1,
+        block_ms: int | None = None,
+        undecodable: list[str] | None = None,
     ) -> list[Delivery]:
         """Up to ``count`` entries for ``consumer`` of ``group``: reclaimed ones first, then new ones.
 
         Reclaimed = pending in the group (any consumer) and idle longer than the visibility timeout.
         An entry that would be handed out more than ``max_deliveries`` times is dead-lettered instead.
         Waits up to ``block_ms`` milliseconds (default ``config.block_ms``; 0 = no wait) for new entries
-        when nothing was reclaimed.
+        when nothing was reclaimed. Entries that cannot be decoded are dead-lettered, not returned; their
+        ids are appended to ``undecodable`` when given.
         """
         if count < 1:
             raise ValueError("consume: count must be >= 1")
@@ -170,38 +194,44 @@ class Queue:
             if (stream, group) not in self._groups_ready:
                 self._create_group(stream, group)
             try:
-                return self._consume(stream, group, consumer, count, block)
+                return self._consume(stream, group, consumer, count, block, undecodable)
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 # The stream (and its groups) was deleted since we created the group: recreate once.
                 self._create_group(stream, group)
-                return self._consume(stream, group, consumer, count, block)
+                return self._consume(stream, group, consumer, count, block, undecodable)
 
-    def _consume(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        deliveries = self._reclaim(stream, group, consumer, count)
+    def _consume(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int, undecodable: list[str] | None
+    ) -> list[Delivery]:
+        deliveries = self._reclaim(stream, group, consumer, count, undecodable)
         if len(deliveries) >= count:
             return deliveries
         # Do not block when reclaiming found work: return it now.
         block = None if deliveries or block_ms <= 0 else block_ms
         # RESP2 reply: [[stream, [(entry_id, fields), ...]]]
-        response: Any = self._client.xreadgroup(
+        response: Any = self._raw.xreadgroup(
             group, consumer, {stream: ">"}, count=count - len(deliveries), block=block
         )
         for _, entries in response or []:
             for entry_id, fields in entries:
-                deliveries.append(self._delivery(stream, group, consumer, entry_id, fields, 1))
+                delivery = self._delivery(stream, group, consumer, text(entry_id), fields, 1, undecodable)
+                if delivery is not None:
+                    deliveries.append(delivery)
         return deliveries
 
-    def _reclaim(self, stream: str, group: str, consumer: str, count: int) -> list[Delivery]:
+    def _reclaim(
+        self, stream: str, group: str, consumer: str, count: int, undecodable: list[str] | None
+    ) -> list[Delivery]:
         key = (stream, group)
         cursor = self._reclaim_cursor.get(key, "0-0")
-        reply: list[Any] = self._client.xautoclaim(
+        reply: list[Any] = self._raw.xautoclaim(
             stream, group, consumer, self.config.visibility_timeout_ms, start_id=cursor, count=count
         )
-        self._reclaim_cursor[key] = str(reply[0])
-        claimed: list[tuple[str, dict[str, str] | None]] = [
-            (str(entry_id), fields) for entry_id, fields in reply[1]
+        self._reclaim_cursor[key] = text(reply[0])
+        claimed: list[tuple[str, dict[bytes, bytes] | None]] = [
+            (text(entry_id), fields) for entry_id, fields in reply[1]
         ]
         if not claimed:
             return []
@@ -214,7 +244,9 @@ class Queue:
             if not pending or fields is None:
                 continue  # acked or deleted between the claim and now
             times = int(pending[0]["times_delivered"])
-            delivery = self._delivery(stream, group, consumer, entry_id, fields, times)
+            delivery = self._delivery(stream, group, consumer, entry_id, fields, times, undecodable)
+            if delivery is None:
+                continue  # undecodable: dead-lettered already
             if times > self.config.max_deliveries:
                 # The claim itself counted as a delivery that no consumer will see.
                 self._dead_letter(delivery, "", times - 1)
@@ -230,19 +262,58 @@ class Queue:
             deliveries.append(delivery)
         return deliveries
 
-    @staticmethod
     def _delivery(
-        stream: str, group: str, consumer: str, entry_id: str, fields: dict[str, str], times: int
-    ) -> Delivery:
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        entry_id: str,
+        fields: Mapping[bytes, bytes],
+        times: int,
+        undecodable: list[str] | None,
+    ) -> Delivery | None:
+        """The entry as a Delivery; None when it cannot be decoded (it is dead-lettered with its bytes)."""
+        try:
+            decoded = decode_fields(fields)
+        except UndecodableEntry as exc:
+            moved = self._dead_letter_undecodable(stream, group, entry_id, fields, times, str(exc))
+            if moved and undecodable is not None:
+                undecodable.append(entry_id)
+            return None
         return Delivery(
             stream=stream,
             group=group,
             entry_id=entry_id,
-            item_id=fields.get("item_id", ""),
-            data=fields.get("data", ""),
+            item_id=decoded.item_id,
+            data=decoded.data,
             deliveries=times,
             consumer=consumer,
         )
+
+    def _dead_letter_undecodable(
+        self, stream: str, group: str, entry_id: str, fields: Mapping[bytes, bytes], times: int, reason: str
+    ) -> bool:
+        error = f"undecodable entry: {reason}"[:MAX_ERROR_CHARS]
+        moved = self._dead_letter_script(
+            keys=[stream, self.dead_stream, errors_key(stream, group)],
+            args=[
+                group,
+                entry_id,
+                text(fields.get(b"item_id")) if fields else "",
+                "",
+                error,
+                times,
+                datetime.now(UTC).isoformat(),
+                NO_ERROR_RECORDED,
+                raw_fields_b64(fields),
+            ],
+        )
+        if moved:
+            self.undecodable[(stream, group)] += 1
+            logger.warning(
+                "dead-lettered entry %s of %s/%s at once, raw bytes kept: %s", entry_id, stream, group, error
+            )
+        return bool(moved)
 
     def ack(self, delivery: Delivery) -> None:
         """Mark the entry done in its group. Call only after the entry's output is written."""
@@ -291,6 +362,7 @@ class Queue:
                 deliveries,
                 datetime.now(UTC).isoformat(),
                 NO_ERROR_RECORDED,
+                "",
             ],
         )
         return bool(moved)
@@ -300,16 +372,13 @@ class Queue:
     def status(self, streams: Sequence[str] = PIPELINE_STREAMS) -> QueueStatus:
         """Lengths, consumer groups, pending, lag, oldest idle and recent rate, and dead letters."""
         with translate_redis_errors(self.url):
-            return collect_status(self._client, streams, self.dead_stream)
+            return collect_status(self._client, self._raw, streams, self.dead_stream)
 
     def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
-        """The newest ``limit`` dead letters, newest first."""
+        """The newest ``limit`` dead letters, newest first; a damaged one is listed with ``malformed`` set."""
         with translate_redis_errors(self.url):
-            entries = self._client.xrevrange(self.dead_stream, count=limit) or []
-        return [
-            DeadLetter.from_entry(str(entry_id), {str(k): str(v) for k, v in (fields or {}).items()})
-            for entry_id, fields in entries
-        ]
+            entries: Any = self._raw.xrevrange(self.dead_stream, count=limit) or []
+        return [DeadLetter.from_raw(entry_id, fields) for entry_id, fields in entries]
 
     def trim(self, stream: str) -> int:
         """Delete entries every consumer group has finished; returns how many were removed.
@@ -329,18 +398,34 @@ class Queue:
     def items(self, stream: str, model: type[T], *, page: int = 500) -> Iterator[tuple[str, T]]:
         """Every item still in ``stream``, oldest first, as ``(item_id, parsed payload)``.
 
-        A read-only scan (XRANGE in pages): it delivers nothing to any group and acks nothing.
+        A read-only scan (XRANGE in pages): it delivers nothing to any group and acks nothing. Entries
+        that cannot be decoded or are not valid as ``model`` are skipped, counted in ``items_skipped``
+        and logged once at the end (their consumers dead-letter them).
         """
         start = "-"
+        self.items_skipped = 0
         while True:
             with translate_redis_errors(self.url):
-                entries = self._client.xrange(stream, min=start, count=page) or []
-            for _entry_id, fields in entries:
-                data = {str(k): str(v) for k, v in (fields or {}).items()}
-                yield data["item_id"], model.model_validate_json(data["data"])
+                entries: Any = self._raw.xrange(stream, min=start, count=page) or []
+            for entry_id, fields in entries:
+                try:
+                    decoded = decode_fields(fields)
+                    item = model.model_validate_json(decoded.data)
+                except (UndecodableEntry, ValidationError) as exc:
+                    self.items_skipped += 1
+                    logger.debug("items(%s): skipping entry %s: %s", stream, text(entry_id), exc)
+                    continue
+                yield decoded.item_id, item
             if len(entries) < page:
+                if self.items_skipped:
+                    logger.warning(
+                        "items(%s): skipped %d entries that are not valid %s",
+                        stream,
+                        self.items_skipped,
+                        model.__name__,
+                    )
                 return
-            last = str(entries[-1][0])
+            last = text(entries[-1][0])
             ms, seq = last.split("-")
             start = f"{ms}-{int(seq) + 1}"
 

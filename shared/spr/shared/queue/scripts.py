@@ -20,7 +20,7 @@ return entry_id
 
 # KEYS[1] source stream, KEYS[2] dead-letter stream, KEYS[3] errors hash.
 # ARGV: group, entry id, item id, payload, error ('' = use the recorded one), deliveries, time,
-#       fallback error text.
+#       fallback error text, raw fields (base64 JSON; '' = the entry decoded fine, none kept).
 # Returns 1 when dead-lettered, 0 when the entry is no longer pending in the group (already acked or
 # dead-lettered by another consumer). That check de-duplicates dead letters by source entry id; the
 # dead letter is written before the XACK, all in one script.
@@ -36,8 +36,13 @@ if err == '' then
     err = ARGV[8]
   end
 end
-redis.call('XADD', KEYS[2], '*', 'stream', KEYS[1], 'group', ARGV[1], 'entry_id', ARGV[2],
-  'item_id', ARGV[3], 'data', ARGV[4], 'error', err, 'deliveries', ARGV[6], 'time', ARGV[7])
+local fields = {'stream', KEYS[1], 'group', ARGV[1], 'entry_id', ARGV[2], 'item_id', ARGV[3],
+  'data', ARGV[4], 'error', err, 'deliveries', ARGV[6], 'time', ARGV[7]}
+if ARGV[9] ~= nil and ARGV[9] ~= '' then
+  table.insert(fields, 'raw')
+  table.insert(fields, ARGV[9])
+end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 return 1

@@ -62,8 +62,14 @@ def _added_last_minute(client: redis.Redis, stream: str) -> tuple[int, bool]:
     return count, count >= RATE_SCAN_LIMIT
 
 
-def collect_status(client: redis.Redis, streams: Sequence[str], dead_stream: str) -> QueueStatus:
-    """Lengths, groups, pending, lag, oldest idle, rate per stream, and the dead-letter count."""
+def collect_status(
+    client: redis.Redis, raw: redis.Redis, streams: Sequence[str], dead_stream: str
+) -> QueueStatus:
+    """Lengths, groups, pending, lag, oldest idle, rate per stream, and the dead-letter count.
+
+    ``raw`` is a client that does not decode replies: counting entries reads them, and a stream may
+    hold entries that are not UTF-8.
+    """
     reports: list[StreamStatus] = []
     for stream in streams:
         groups = [
@@ -78,7 +84,7 @@ def collect_status(client: redis.Redis, streams: Sequence[str], dead_stream: str
             )
             for group in read_groups(client, stream)
         ]
-        added, capped = _added_last_minute(client, stream)
+        added, capped = _added_last_minute(raw, stream)
         reports.append(
             StreamStatus(
                 name=stream,

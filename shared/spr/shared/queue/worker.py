@@ -79,7 +79,11 @@ def run_worker(
                 )
                 break
             wait_ms = max(1, min(block_ms, round(remaining_s * 1000)))
-        deliveries = queue.consume(stream, group, consumer, count=1, block_ms=wait_ms)
+        undecodable: list[str] = []  # dead-lettered by the queue while reading (not UTF-8, no fields)
+        deliveries = queue.consume(
+            stream, group, consumer, count=1, block_ms=wait_ms, undecodable=undecodable
+        )
+        stats.dead_lettered += len(undecodable)
         if not deliveries:
             continue
         last_activity = time.monotonic()
