@@ -26,7 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spr.generator.cli",
     "spr.trainer.cli",
     "spr.eval.cli",
-    "spr.eval.world.cli",
+    "spr.bench.cli",
     "spr.demo.cli",
 )
 

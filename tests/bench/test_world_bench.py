@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from spr.cli.main import main
-from spr.eval.world.bench import prepare_baseline
-from spr.eval.world.expressions import all_expressions, sample_expressions
-from spr.eval.world.plot import PLOT_PNG, accuracy_plot
-from spr.eval.world.report import results_markdown
-from spr.eval.world.seeds_report import seeds_markdown
-from spr.eval.world.sft_data import (
+from spr.bench.expressions import all_expressions, sample_expressions
+from spr.bench.plot import PLOT_PNG, accuracy_plot
+from spr.bench.report import results_markdown
+from spr.bench.run import prepare_baseline
+from spr.bench.seeds_report import seeds_markdown
+from spr.bench.sft_data import (
     IGNORE_INDEX,
     Encoder,
     SceneExamples,
@@ -28,9 +27,10 @@ from spr.eval.world.sft_data import (
     rec_examples,
     region_examples,
 )
-from spr.eval.world.sizes import PRECISION_SMOKE as SMOKE
-from spr.eval.world.vision_pretrain import token_labels
-from spr.eval.world.world import SPLITS
+from spr.bench.sizes import PRECISION_SMOKE as SMOKE
+from spr.bench.vision_pretrain import token_labels
+from spr.bench.world import SPLITS
+from spr.cli.main import main
 from spr.shared.datasets.synthetic import COLOURS, SHAPES
 from spr.shared.schemas import AnnotatedObject, Size
 
@@ -213,7 +213,7 @@ def test_bad_options_are_refused_with_a_message(tmp_path: Path, capsys: pytest.C
 def test_sizes_by_device_and_the_crowded_large_size_changes_only_the_baseline_training() -> None:
     from dataclasses import replace
 
-    from spr.eval.world.sizes import CROWDED, CROWDED_LARGE, CROWDED_SMOKE, PRECISION, SIZES, default_size
+    from spr.bench.sizes import CROWDED, CROWDED_LARGE, CROWDED_SMOKE, PRECISION, SIZES, default_size
 
     assert default_size("cuda") == default_size("cuda:1") == "crowded-large"
     assert default_size("cpu") == "precision"
@@ -374,7 +374,7 @@ def test_scene_examples_are_fresh_and_answer_with_the_scene_boxes() -> None:
 
 
 def test_precision_scenes_have_distinct_colours_and_whole_image_regions() -> None:
-    from spr.eval.world.sizes import PRECISION
+    from spr.bench.sizes import PRECISION
     from spr.shared.formats import parse
 
     world = PRECISION.world
@@ -489,9 +489,9 @@ def test_collect_over_seed_folders_gives_the_seeds_report_and_each_seeds_ablatio
 def test_cached_baseline_identity_ignores_the_settings_of_skipped_vision_pretraining(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from spr.eval.world.sft import SftError, _identity, load_cached
-    from spr.eval.world.sizes import CROWDED
-    from spr.eval.world.world import World
+    from spr.bench.sft import SftError, _identity, load_cached
+    from spr.bench.sizes import CROWDED
+    from spr.bench.world import World
 
     world = World(tmp_path / "world", CROWDED.world)
     identity = _identity(CROWDED.sft, world)
@@ -508,7 +508,7 @@ def test_cached_baseline_identity_ignores_the_settings_of_skipped_vision_pretrai
 
 
 def test_scene_workers_draw_different_scenes_in_a_reproducible_order(tiny_models: Any) -> None:
-    from spr.eval.world.scene_stream import scene_loader
+    from spr.bench.scene_stream import scene_loader
     from transformers import AutoProcessor
 
     auto_processor: Any = AutoProcessor

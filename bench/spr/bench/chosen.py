@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from spr.eval.world.sft_data import Encoder, SftExample
+from spr.bench.sft_data import Encoder, SftExample
 from spr.shared.errors import SprError
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from spr.eval.world.sft_data import Encoder, SceneExamples, scene_batches
+from spr.bench.sft_data import Encoder, SceneExamples, scene_batches
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 

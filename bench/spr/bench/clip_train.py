@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from spr.eval.world.world import World
+from spr.bench.world import World
 from spr.shared.errors import SprError
 from spr.shared.schemas import RegionTask, Size
 

@@ -107,8 +107,8 @@ def register(subparsers: Any) -> None:
 def _shapes(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from spr.eval.world.bench import RESULTS_MD, BenchPaths, collect, prepare_baseline, run_bench, run_seeds
-    from spr.eval.world.sizes import SIZES, default_size
+    from spr.bench.run import RESULTS_MD, BenchPaths, collect, prepare_baseline, run_bench, run_seeds
+    from spr.bench.sizes import SIZES, default_size
     from spr.shared.errors import SprError
 
     if args.collect:

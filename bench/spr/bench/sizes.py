@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from spr.eval.world.clip_train import ClipTrainConfig
-from spr.eval.world.sft import SftConfig, SftStage
-from spr.eval.world.spr_stage import SprConfig
-from spr.eval.world.vision_pretrain import VisionPretrainConfig
-from spr.eval.world.world import WorldConfig
+from spr.bench.clip_train import ClipTrainConfig
+from spr.bench.sft import SftConfig, SftStage
+from spr.bench.spr_stage import SprConfig
+from spr.bench.vision_pretrain import VisionPretrainConfig
+from spr.bench.world import WorldConfig
 from spr.shared.tiny import Qwen2VLSpec
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from spr.eval.world.expressions import sample_expressions
+from spr.bench.expressions import sample_expressions
 from spr.shared.errors import SprError
 from spr.shared.regions import RegionConfig
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from spr.eval.world.report import (
+from spr.bench.report import (
     THRESHOLDS,
     ArmRef,
     accuracy,

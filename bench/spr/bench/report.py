@@ -1,7 +1,7 @@
 """RESULTS.md from a benchmark's results JSON: every figure is read from the results, none typed in.
 
 One run's report (:func:`results_markdown`), the ablation table (:func:`ablations_markdown`) and what
-the multi-seed report (:mod:`spr.eval.world.seeds_report`) and the plot (:mod:`spr.eval.world.plot`)
+the multi-seed report (:mod:`spr.bench.seeds_report`) and the plot (:mod:`spr.bench.plot`)
 share: which arms a run evaluated (:func:`arms_of`), their labels and its SPR rounds.
 """
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from spr.eval.world.sft_data import Encoder, SceneExamples, SceneSpec, scene_batches
-from spr.eval.world.vision_pretrain import VisionPretrainConfig
-from spr.eval.world.world import World
+from spr.bench.sft_data import Encoder, SceneExamples, SceneSpec, scene_batches
+from spr.bench.vision_pretrain import VisionPretrainConfig
+from spr.bench.world import World
 from spr.shared.errors import SprError
 from spr.shared.tiny import Qwen2VLSpec
 
@@ -177,7 +177,7 @@ def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
     started = time.monotonic()
     vision_tokens: dict[str, float] = {}
     if config.vision_pretrain.steps:
-        from spr.eval.world.vision_pretrain import pretrain_vision
+        from spr.bench.vision_pretrain import pretrain_vision
 
         vision_tokens = pretrain_vision(
             model, processor, world.config.image_size, config.vision_pretrain, config.device, config.seed
@@ -238,7 +238,7 @@ def train_baseline(world: World, out: Path, config: SftConfig) -> SftResult:
 
 def _stage_batches(encoder: Encoder, world: World, config: SftConfig, index: int) -> Iterator[dict[str, Any]]:
     """Endless batches of fresh scenes for stage ``index``, seeded by (seed, stage) (and the worker)."""
-    from spr.eval.world.scene_stream import scene_loader
+    from spr.bench.scene_stream import scene_loader
 
     stage = config.stages[index]
     low, high = stage.objects

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from spr.eval.world.expressions import sample_expressions
+from spr.bench.expressions import sample_expressions
 from spr.shared.regions import RegionConfig
 from spr.shared.schemas import AnnotatedObject, GroundingFormat, ImageRef, RegionTask, Size
 

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from spr.eval.world.sizes import BenchSize
+from spr.bench.sizes import BenchSize
 from spr.shared.errors import SprError
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def run_seed_jobs(
     workdir: Path, size: BenchSize, seeds: list[int], *, variant: str, jobs: int
 ) -> list[dict[str, Any]]:
-    """:func:`spr.eval.world.bench.run_bench` for each seed in ``workdir/seed-N``, ``jobs`` processes
+    """:func:`spr.bench.run.run_bench` for each seed in ``workdir/seed-N``, ``jobs`` processes
     at a time (each with one torch thread unless ``size`` names a count); results in seed order."""
     if jobs < 1:
         raise SprError(f"jobs must be >= 1, got {jobs}")
@@ -51,7 +51,7 @@ def run_seed_jobs(
 
 def _one_seed(workdir: Path, size: BenchSize, variant: str) -> dict[str, Any]:
     """One seed's run in a child process, logging to ``<workdir>.log``."""
-    from spr.eval.world.bench import run_bench
+    from spr.bench.run import run_bench
 
     handler = logging.FileHandler(workdir.with_name(f"{workdir.name}.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

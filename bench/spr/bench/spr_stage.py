@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spr.bench.world import World
 from spr.demo.pipeline import DemoConfig, DemoRun
-from spr.eval.world.world import World
 from spr.shared.errors import SprError
 from spr.shared.queue import STREAM_PAIRS
 

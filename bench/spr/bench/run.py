@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spr.eval.world.chosen import ChosenSftConfig, train_on_chosen
-from spr.eval.world.clip_train import ClipResult, train_clip
-from spr.eval.world.report import results_markdown
-from spr.eval.world.sft import flat_metrics, train_baseline
-from spr.eval.world.sizes import BenchSize
-from spr.eval.world.spr_stage import SprResult, run_spr
-from spr.eval.world.world import World, build_world
+from spr.bench.chosen import ChosenSftConfig, train_on_chosen
+from spr.bench.clip_train import ClipResult, train_clip
+from spr.bench.report import results_markdown
+from spr.bench.sft import flat_metrics, train_baseline
+from spr.bench.sizes import BenchSize
+from spr.bench.spr_stage import SprResult, run_spr
+from spr.bench.world import World, build_world
 from spr.shared.errors import SprError
 
 RESULTS_MD = "RESULTS.md"
@@ -149,18 +149,18 @@ def run_seeds(
     jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """:func:`run_bench` once per seed in ``workdir/seed-N`` (each with its own world and baseline;
-    ``jobs`` > 1: that many seeds at once, one process each, see :mod:`spr.eval.world.seed_jobs`),
+    ``jobs`` > 1: that many seeds at once, one process each, see :mod:`spr.bench.seed_jobs`),
     then the mean ± std report in ``workdir/RESULTS.md`` (and ``markdown``), with the accuracy-vs-IoU
     plot beside each (``accuracy_vs_iou.png``)."""
-    from spr.eval.world.plot import PLOT_PNG, plot_beside
-    from spr.eval.world.seed_jobs import run_seed_jobs
-    from spr.eval.world.seeds_report import seeds_markdown
+    from spr.bench.plot import PLOT_PNG, plot_beside
+    from spr.bench.seed_jobs import run_seed_jobs
+    from spr.bench.seeds_report import seeds_markdown
 
     if jobs > 1:
         runs = run_seed_jobs(workdir, size, seeds, variant=variant, jobs=jobs)
     else:
         runs = [run_bench(workdir / f"seed-{seed}", size.with_seed(seed), variant=variant) for seed in seeds]
-    from spr.eval.world.report import write_report
+    from spr.bench.report import write_report
 
     text = seeds_markdown(runs, plot=PLOT_PNG)
     name = RESULTS_MD if variant == "spr" else f"RESULTS-{variant}.md"
@@ -182,9 +182,9 @@ def collect(workdir: Path, markdown: Path | None = None) -> str:
     WORKDIR/seed-N`` per seed leave them): the mean ± std report over seeds (the plot: the seeds' main
     runs), then each seed's ablation runs. Otherwise: the main run (``results.json``; the plot: that
     run) and every ablation run beside it (``results-<variant>.json``) as one ablation table."""
-    from spr.eval.world.plot import PLOT_PNG, plot_beside
-    from spr.eval.world.report import ablations_markdown, write_report
-    from spr.eval.world.seeds_report import seeds_markdown
+    from spr.bench.plot import PLOT_PNG, plot_beside
+    from spr.bench.report import ablations_markdown, write_report
+    from spr.bench.seeds_report import seeds_markdown
 
     seed_dirs = sorted(
         (path.parent for path in workdir.glob("seed-*/results.json") if path.parent.name[5:].isdigit()),
