@@ -9,6 +9,6 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy"
-.venv/bin/mypy shared services trainer demo eval bench/spr
+.venv/bin/mypy shared services trainer demo eval bench/spr reward
 echo "== pytest"
 .venv/bin/pytest "$@"

@@ -14,6 +14,7 @@ from spr.scorer.images import pil_pixel_limit
 from spr.scorer.loading import image_store, load_scorer
 from spr.scorer.metrics import ScorerMetrics
 from spr.scorer.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
+from spr.scorer.reward_router import router as reward_router
 from spr.scorer.router import router
 from spr.scorer.scoring import Scorer
 from spr.scorer.serving import ScoreServing
@@ -77,6 +78,7 @@ def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> Fas
     app.state.queue = None
     install_handlers(app)
     app.include_router(router)
+    app.include_router(reward_router)
     # Added innermost first: metrics (outermost) see every answer, 401 and 413 included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.scorer_max_body_bytes)
     if settings.scorer_api_key is not None:
