@@ -339,7 +339,7 @@ def test_base_plus_lora_adapter(
     assert sampler.model_id == engine.model_id
     assert all(torch.equal(merged[k], v) for k, v in sampler.model.state_dict().items())  # type: ignore[attr-defined]
     with pytest.raises(SprError, match="SPR_GENERATOR_ADAPTER works with SPR_GENERATOR_ENGINE=transformers"):
-        build_engine(settings.model_copy(update={"generator_engine": "vllm"}))
+        build_engine(settings.model_copy(update={"generator_engine": "vllm_offline"}))
 
     out = tmp_path / "adapter.json"
     args = [

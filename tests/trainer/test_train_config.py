@@ -29,9 +29,13 @@ def test_ships_the_tiny_cpu_and_7b_configs() -> None:
     assert {path.name for path in SHIPPED} >= {"tiny-cpu.yaml", "qwen2vl-7b-1gpu.yaml"}
 
 
+# What docker-compose.yml gives the trainer: the machine's folders as settings, not in the YAML.
+COMPOSE_SETTINGS = TrainerSettings(trainer_model=Path("/models/policy"), trainer_output_dir=Path("/output"))
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
 def test_every_shipped_config_parses(path: Path) -> None:
-    ours, dpo = parse_train_args(["--config", str(path), *_device_overrides()])
+    ours, dpo = parse_train_args(["--config", str(path), *_device_overrides()], COMPOSE_SETTINGS)
     assert ours.model and dpo.output_dir
     assert ours.lora_r >= 1 and dpo.max_length is not None
     assert dpo.loss_type == ["sigmoid"] and dpo.beta == pytest.approx(0.1)
@@ -39,7 +43,7 @@ def test_every_shipped_config_parses(path: Path) -> None:
 
 def test_the_7b_config_is_the_method_setting() -> None:
     ours, dpo = parse_train_args(
-        ["--config", str(TRAINER_CONFIGS / "qwen2vl-7b-1gpu.yaml"), *_device_overrides()]
+        ["--config", str(TRAINER_CONFIGS / "qwen2vl-7b-1gpu.yaml"), *_device_overrides()], COMPOSE_SETTINGS
     )
     assert (ours.lora_r, ours.lora_alpha) == (128, 256)
     assert dpo.learning_rate == pytest.approx(1e-5)
@@ -102,3 +106,27 @@ def test_environment_fills_only_unset_fields(monkeypatch: pytest.MonkeyPatch, tm
     config.apply_settings(TrainerSettings())
     assert config.redis_url == "redis://explicit:2/0"
     assert config.data_root == str(tmp_path)
+
+
+def test_the_7b_config_keeps_the_model_and_output_of_the_settings() -> None:
+    # `docker compose run trainer train --config ...` replaces the command: the settings must survive it,
+    # and the output must not land on the read-only data mount.
+    ours, dpo = parse_train_args(
+        ["--config", str(TRAINER_CONFIGS / "qwen2vl-7b-1gpu.yaml"), *_device_overrides()], COMPOSE_SETTINGS
+    )
+    assert ours.model == "/models/policy"
+    assert dpo.output_dir == "/output"
+
+
+def test_settings_are_defaults_below_the_yaml_and_the_flags() -> None:
+    ours, dpo = parse_train_args(["--config", str(TINY_CONFIG)], COMPOSE_SETTINGS)
+    assert (ours.model, dpo.output_dir) != ("/models/policy", "/output")  # tiny-cpu.yaml names both
+    ours, dpo = parse_train_args(["--model", "m", "--output-dir", "o", "--use_cpu", "true"], COMPOSE_SETTINGS)
+    assert (ours.model, dpo.output_dir) == ("m", "o")
+
+
+def test_trainer_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPR_TRAINER_MODEL", "/models/p")
+    monkeypatch.setenv("SPR_TRAINER_OUTPUT_DIR", "/out")
+    ours, dpo = parse_train_args(["--use_cpu", "true"], TrainerSettings())
+    assert (ours.model, dpo.output_dir) == ("/models/p", "/out")

@@ -74,6 +74,16 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SPR_SCORER_PORT", "8080", "Host port of the scorer's HTTP API."),
     ("SPR_VLLM_MAX_MODEL_LEN", "8192", "vLLM --max-model-len."),
     ("SPR_VLLM_TENSOR_PARALLEL_SIZE", "1", "vLLM --tensor-parallel-size (GPUs per model replica)."),
+    (
+        "SPR_VLLM_GPU_MEMORY_UTILIZATION",
+        "0.85",
+        "vLLM --gpu-memory-utilization: share of its GPUs' memory vLLM takes (weights + KV cache); lower "
+        "it when the scorer shares the card.",
+    ),
+    ("SPR_VLLM_MAX_LORA_RANK", "128", "vLLM --max-lora-rank: at least the trainer's lora_r."),
+    ("SPR_VLLM_GPUS", "0", "GPU ids of the vllm service, comma-separated (e.g. 0,1 with tensor parallel 2)."),
+    ("SPR_SCORER_GPUS", "0", "GPU id(s) of the scorer and scorer-worker services (CLIP, ~2 GB)."),
+    ("SPR_TRAINER_GPUS", "0", "GPU id(s) of the trainer service (needs the card to itself on one GPU)."),
 )
 
 

@@ -45,8 +45,9 @@ def _train(args: argparse.Namespace) -> int:
     from spr.trainer.train import run_training
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    ours, dpo = parse_train_args(args.argv)
-    ours.apply_settings(TrainerSettings())
+    settings = TrainerSettings()
+    ours, dpo = parse_train_args(args.argv, settings)
+    ours.apply_settings(settings)
     with logging_redirect_tqdm():
         summary = run_training(ours, dpo)
     print(json.dumps(summary.as_dict(), indent=2))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from spr.shared.errors import SprError
 
@@ -53,12 +54,34 @@ class TrainConfigError(SprError):
 
 
 class TrainerSettings(BaseSettings):
-    """Environment of the trainer entry point (prefix ``SPR_``); fills config fields left unset."""
+    """Environment of the trainer entry point (prefix ``SPR_``).
 
-    model_config = SettingsConfigDict(env_prefix="SPR_")
+    ``trainer_model`` and ``trainer_output_dir`` are parser defaults (a YAML key or a flag wins), so a
+    deployment can fix them once (docker-compose.yml does) and any ``--config`` keeps them; the others
+    fill config fields left unset.
+    """
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    data_root: Path | None = None
+    model_config = SettingsConfigDict(env_prefix="SPR_", extra="ignore", env_ignore_empty=True)
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis holding spr:pairs.")
+    data_root: Path | None = Field(default=None, description="Folder pair image paths are relative to.")
+    trainer_model: Path | None = Field(
+        default=None,
+        description="Local policy model folder (the --model default; a YAML `model:` or --model wins).",
+    )
+    trainer_output_dir: Path | None = Field(
+        default=None,
+        description="Where spool, checkpoints and adapter go (the --output-dir default; YAML or flag wins).",
+    )
+
+    def parser_defaults(self) -> dict[str, Any]:
+        """The parser defaults these settings give (only the ones set)."""
+        defaults: dict[str, Any] = {}
+        if self.trainer_model is not None:
+            defaults["model"] = str(self.trainer_model)
+        if self.trainer_output_dir is not None:
+            defaults["output_dir"] = str(self.trainer_output_dir)
+        return defaults
 
 
 @dataclass
@@ -191,8 +214,9 @@ def output_dir_of(args: DPOConfig) -> Path:
     return Path(args.output_dir)
 
 
-def build_parser(prog: str = "spr train") -> Any:
-    """TRL's parser over (SprTrainConfig, DPOConfig), with the method defaults applied."""
+def build_parser(prog: str = "spr train", settings: TrainerSettings | None = None) -> Any:
+    """TRL's parser over (SprTrainConfig, DPOConfig), with the method defaults applied, then the
+    defaults ``settings`` give (precedence: method defaults < SPR_* settings < YAML < command line)."""
     from trl.scripts.utils import TrlParser
     from trl.trainer.dpo_config import DPOConfig
 
@@ -204,15 +228,19 @@ def build_parser(prog: str = "spr train") -> Any:
         "and any SprTrainConfig / DPOConfig field as --name VALUE (command line wins over the YAML).",
     )
     parser.set_defaults_with_config(**SPR_DPO_DEFAULTS)
+    if settings is not None:
+        parser.set_defaults_with_config(**settings.parser_defaults())
     return parser
 
 
-def parse_train_args(argv: Sequence[str]) -> tuple[SprTrainConfig, DPOConfig]:
+def parse_train_args(
+    argv: Sequence[str], settings: TrainerSettings | None = None
+) -> tuple[SprTrainConfig, DPOConfig]:
     """Parse ``argv`` (``--config FILE`` and overrides) into our config and TRL's DPOConfig.
 
     Unknown keys in the YAML or on the command line raise TrainConfigError naming them.
     """
-    parser = build_parser()
+    parser = build_parser(settings=settings)
     try:
         ours, dpo = parser.parse_args_and_config(list(argv))
     except (ValueError, OSError) as exc:

@@ -47,12 +47,6 @@ def build_engine(settings: GeneratorSettings) -> Engine:
             torch_threads=settings.generator_torch_threads,
             adapter=settings.generator_adapter,
         )
-    if settings.generator_adapter is not None:
-        raise SprError(
-            "SPR_GENERATOR_ADAPTER works with SPR_GENERATOR_ENGINE=transformers; with "
-            f"{settings.generator_engine}, serve the adapter with vLLM (--enable-lora) or merge it "
-            "(spr train --merge_adapter true)"
-        )
     if settings.generator_engine == "vllm":
         from spr.generator.engines.vllm_engine import VllmServerEngine
 
@@ -62,6 +56,13 @@ def build_engine(settings: GeneratorSettings) -> Engine:
             concurrency=settings.generator_concurrency,
             timeout_s=settings.generator_request_timeout_s,
             model_id=settings.generator_model_id,
+            adapter=settings.generator_adapter,
+        )
+    if settings.generator_adapter is not None:
+        raise SprError(
+            "SPR_GENERATOR_ADAPTER works with SPR_GENERATOR_ENGINE=transformers or vllm (a server started "
+            "with --enable-lora); with vllm_offline, merge it (spr train --merge-adapter true) and set "
+            "SPR_GENERATOR_MODEL to <output_dir>/merged"
         )
     from spr.generator.engines.vllm_engine import VllmOfflineEngine
 

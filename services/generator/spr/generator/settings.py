@@ -26,7 +26,10 @@ class SettingsError(SprError):
 class GeneratorSettings(BaseSettings):
     """Everything ``spr generator run`` needs. Field ``x`` is read from ``SPR_X``."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # env_ignore_empty: `SPR_X=` (as in .env.example, or compose's `${SPR_X:-}`) means unset.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     redis_url: str = Field(default="redis://localhost:6379/0", description="Redis holding the streams.")
     data_root: Path = Field(default=Path("."), description="Folder that RegionTask.image.path is under.")
@@ -43,8 +46,10 @@ class GeneratorSettings(BaseSettings):
     )
     generator_adapter: Path | None = Field(
         default=None,
-        description="transformers: a LoRA adapter folder (e.g. the last SPR round's adapter/) merged onto "
-        "SPR_GENERATOR_MODEL at load, so the next round samples the trained policy.",
+        description="A LoRA adapter folder (e.g. the last SPR round's adapter/), so the next round samples "
+        "the trained policy. transformers: merged onto SPR_GENERATOR_MODEL at load; vllm: loaded into the "
+        "running server (--enable-lora, VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), the path as the server "
+        "sees it.",
     )
     generator_model_id: str | None = Field(
         default=None, description="Model id recorded on candidate groups (default: served name or folder)."

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import logging
 from dataclasses import replace
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+LOAD_LORA_PATH = "/v1/load_lora_adapter"
 # Answers worth a resend: the server restarting or overloaded, or a transient engine error.
 RETRY_STATUS = frozenset({500, 502, 503, 504})
 
@@ -87,6 +89,11 @@ class VllmServerEngine:
     ``served_model_name`` None: use the only model the server lists. ``concurrency``: requests in flight.
     Connection failures and 5xx answers are resent up to ``retries`` times (exponential back-off from
     ``retry_backoff_s`` seconds); a 4xx answer or a timeout fails at once.
+
+    ``adapter``: a LoRA adapter folder, as the server sees it (the same path on one machine; the shared
+    mount in docker-compose.yml). It is loaded into the running server (``POST /v1/load_lora_adapter``:
+    vLLM started with ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``) and every request
+    names it, so the next round samples the trained policy without a merge or a restart.
     """
 
     def __init__(
@@ -99,14 +106,16 @@ class VllmServerEngine:
         model_id: str | None = None,
         retries: int = 2,
         retry_backoff_s: float = 0.5,
+        adapter: Path | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
         self.concurrency = concurrency
         self.timeout_s = timeout_s
-        self.served_model_name = served_model_name or self._only_served_model()
-        self._model_id = model_id or self.served_model_name
+        base = served_model_name or self._only_served_model()
+        self.served_model_name = base if adapter is None else self._load_adapter(adapter)
+        self._model_id = model_id or (base if adapter is None else f"{base}+{adapter}")
 
     @property
     def model_id(self) -> str:
@@ -121,7 +130,8 @@ class VllmServerEngine:
         try:
             response = httpx.get(self.base_url + MODELS_PATH, timeout=min(self.timeout_s, 30.0))
             response.raise_for_status()
-            names = [str(entry["id"]) for entry in response.json()["data"]]
+            # Loaded LoRA adapters are listed too, each with its base model as "parent".
+            names = [str(entry["id"]) for entry in response.json()["data"] if not entry.get("parent")]
         except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
             raise EngineError(
                 f"cannot list the models of the vLLM server at SPR_GENERATOR_VLLM_URL={self.base_url}: {exc}"
@@ -131,6 +141,34 @@ class VllmServerEngine:
                 f"the vLLM server at {self.base_url} serves {names}: set SPR_GENERATOR_SERVED_MODEL_NAME"
             )
         return names[0]
+
+    def _load_adapter(self, adapter: Path) -> str:
+        """Load ``adapter`` into the server under a name of its own; the name requests then use."""
+        import httpx
+
+        name = adapter_name(adapter)
+        body = {"lora_name": name, "lora_path": str(adapter)}
+        fix = (
+            "start vLLM with --enable-lora, --max-lora-rank at least the adapter's rank and the environment "
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, and give SPR_GENERATOR_ADAPTER as the server sees the "
+            "folder"
+        )
+        try:
+            response = httpx.post(
+                self.base_url + LOAD_LORA_PATH, json=body, timeout=min(self.timeout_s, 300.0)
+            )
+        except httpx.HTTPError as exc:
+            raise EngineError(
+                f"cannot load SPR_GENERATOR_ADAPTER={adapter} into the vLLM server at {self.base_url}: {exc}"
+            ) from None
+        # Another generator process may have loaded the same version first: that is success too.
+        if response.status_code != 200 and "already" not in response.text:
+            raise EngineError(
+                f"the vLLM server at {self.base_url} refused SPR_GENERATOR_ADAPTER={adapter} "
+                f"(HTTP {response.status_code}: {response.text[:300]}): {fix}"
+            )
+        logger.info("LoRA adapter %s loaded into %s as %s", adapter, self.base_url, name)
+        return name
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Sample]]:
         """Send every request concurrently (at most ``concurrency`` in flight); blocks until all answer.
@@ -196,6 +234,19 @@ class VllmServerEngine:
             logger.warning("%s: %s; retrying", what, error)
             await asyncio.sleep(self.retry_backoff_s * 2**attempt)
         raise EngineError(f"{what}: no attempt made (retries={self.retries})")
+
+
+def adapter_name(adapter: Path) -> str:
+    """vLLM's name for this version of ``adapter``: the folder's name plus a digest of its path and of its
+    files' sizes and modification times, so a retrained adapter at the same path is a new name (vLLM
+    keeps serving a loaded name as it was). Files that this process cannot see count as absent."""
+    digest = hashlib.sha256(str(adapter).encode())
+    if adapter.is_dir():
+        for path in sorted(adapter.iterdir()):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"{adapter.name or 'adapter'}-{digest.hexdigest()[:12]}"
 
 
 def expand_greedy(samples: list[Sample], request: GenerationRequest) -> list[Sample]:
