@@ -152,3 +152,14 @@ def test_the_build_context_leaves_out_local_state() -> None:
     ignored = {line.strip().strip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
     for path in (".venv", "runs", ".git", "out", "**/__pycache__", ".env"):
         assert path in ignored, path
+
+
+def test_every_image_copies_every_package_folder() -> None:
+    import tomllib
+
+    where = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    tops = {folder.split("/")[0] for folder in where["where"]}
+    for svc in IMAGE_GROUPS:
+        text = (ROOT / "docker" / f"Dockerfile.{svc}").read_text()
+        for top in tops:
+            assert f"COPY {top} ./{top}" in text, f"Dockerfile.{svc} leaves out {top}/ (pip install fails)"
