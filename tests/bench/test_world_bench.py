@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from spr.bench.expressions import all_expressions, sample_expressions
 from spr.bench.plot import PLOT_PNG, accuracy_plot
-from spr.bench.report import results_markdown
 from spr.bench.run import prepare_baseline
+from spr.bench.run_report import results_markdown
 from spr.bench.seeds_report import seeds_markdown
 from spr.bench.sft_data import (
     IGNORE_INDEX,

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from spr.eval.data import RecExample
-from spr.eval.metrics import (
+from spr.eval.accuracy import (
     THRESHOLDS,
     box_iou,
     mean_rec_metrics,
@@ -15,9 +14,10 @@ from spr.eval.metrics import (
     region_metrics,
     score_region,
 )
+from spr.eval.data import RecExample
 from spr.eval.prompting import AnswerParser
 from spr.eval.rec import score_answers
-from spr.eval.report import rec_table, region_table, results_json
+from spr.eval.tables import rec_table, region_table, results_json
 from spr.generator.coordinates import ResizeRule
 from spr.shared.errors import SprError
 from spr.shared.schemas import Size

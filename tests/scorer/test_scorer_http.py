@@ -14,8 +14,8 @@ from scorer_fixtures import CUP, DOG, FAR_DOG, LOOSE_CUP, grounded, image_base64
 from spr.scorer.app import create_app
 from spr.scorer.scoring import Scorer
 from spr.scorer.semantic import SemanticScorer
-from spr.scorer.server import ServerThread
 from spr.scorer.settings import ScorerSettings
+from spr.scorer.thread_server import ServerThread
 
 Settings = Callable[..., ScorerSettings]
 

@@ -10,10 +10,10 @@ import pytest
 from scorer_fixtures import CUP, DOG, FAR_DOG, LOOSE_CUP, candidate_group, grounded
 from spr.cli.main import main
 from spr.scorer.loading import load_scorer
-from spr.scorer.metrics import ScorerMetrics
 from spr.scorer.scoring import Scorer
 from spr.scorer.semantic import SemanticScorer
 from spr.scorer.settings import ScorerSettings, SettingsError
+from spr.scorer.telemetry import ScorerMetrics
 from spr.scorer.worker import GROUP, LEDGER, run_scorer_worker
 from spr.shared.queue import STREAM_CANDIDATES, STREAM_PAIRS, Queue, QueueConfig
 from spr.shared.schemas import PreferencePair

@@ -8,5 +8,5 @@ Modules: :mod:`.expressions` (REC expressions), :mod:`.world` (the splits on dis
 and :mod:`.sft` (the supervised baseline), :mod:`.clip_train` (the scorer's CLIP, trained on crops),
 :mod:`.spr_stage` (SPR through the demo's stage processes), :mod:`.chosen` (the SFT-on-chosen
 ablation arm), :mod:`.sizes` (smoke / default), :mod:`.run` (a run and its results files),
-:mod:`.report` (RESULTS.md from the results), :mod:`.cli` (`spr bench shapes`).
+:mod:`.run_report` (RESULTS.md from the results), :mod:`.cli` (`spr bench shapes`).
 """

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spr.bench.report import THRESHOLDS, ArmRef, accuracy, arms_of, label
+from spr.bench.run_report import THRESHOLDS, ArmRef, accuracy, arms_of, label
 
 PLOT_PNG = "accuracy_vs_iou.png"
 DODGE = 0.004  # x offset between neighbouring arms' points (IoU units)

@@ -23,7 +23,7 @@ from typing import Any
 
 from spr.bench.chosen import ChosenSftConfig, train_on_chosen
 from spr.bench.clip_train import ClipResult, train_clip
-from spr.bench.report import results_markdown
+from spr.bench.run_report import results_markdown
 from spr.bench.sft import flat_metrics, train_baseline
 from spr.bench.sizes import BenchSize
 from spr.bench.spr_stage import SprResult, run_spr
@@ -160,7 +160,7 @@ def run_seeds(
         runs = run_seed_jobs(workdir, size, seeds, variant=variant, jobs=jobs)
     else:
         runs = [run_bench(workdir / f"seed-{seed}", size.with_seed(seed), variant=variant) for seed in seeds]
-    from spr.bench.report import write_report
+    from spr.bench.run_report import write_report
 
     text = seeds_markdown(runs, plot=PLOT_PNG)
     name = RESULTS_MD if variant == "spr" else f"RESULTS-{variant}.md"
@@ -183,7 +183,7 @@ def collect(workdir: Path, markdown: Path | None = None) -> str:
     runs), then each seed's ablation runs. Otherwise: the main run (``results.json``; the plot: that
     run) and every ablation run beside it (``results-<variant>.json``) as one ablation table."""
     from spr.bench.plot import PLOT_PNG, plot_beside
-    from spr.bench.report import ablations_markdown, write_report
+    from spr.bench.run_report import ablations_markdown, write_report
     from spr.bench.seeds_report import seeds_markdown
 
     seed_dirs = sorted(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from spr.bench.report import (
+from spr.bench.run_report import (
     THRESHOLDS,
     ArmRef,
     accuracy,

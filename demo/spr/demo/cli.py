@@ -63,7 +63,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from spr.demo.report import read_pairs, write_report
+    from spr.demo.viewer import read_pairs, write_report
 
     pairs = read_pairs(args.pairs)
     out = write_report(pairs, args.data_root, args.out)

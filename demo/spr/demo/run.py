@@ -7,8 +7,8 @@ import logging
 import time
 
 from spr.demo.pipeline import DemoConfig, DemoRun
-from spr.demo.report import write_report
 from spr.demo.summary import DemoSummary, collect_summary
+from spr.demo.viewer import write_report
 from spr.scorer.worker import LEDGER as SCORER_LEDGER
 from spr.shared.queue import STREAM_PAIRS
 from spr.shared.schemas import PreferencePair

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from spr.eval.accuracy import THRESHOLDS
 from spr.eval.data import (
     EvalDataError,
     missing_answers,
@@ -24,12 +25,11 @@ from spr.eval.data import (
     write_json,
     write_jsonl,
 )
-from spr.eval.metrics import THRESHOLDS
 from spr.eval.models import EvalModel, ModelSpec, answer_parser, load_model
 from spr.eval.prompting import RecPrompts
 from spr.eval.rec import Decoding, RecResult, RecSplit, evaluate_rec
 from spr.eval.regions import RegionResult, RegionSplit, evaluate_regions
-from spr.eval.report import rec_table, region_table, results_json
+from spr.eval.tables import rec_table, region_table, results_json
 from spr.shared.schemas import RegionTask
 
 logger = logging.getLogger(__name__)

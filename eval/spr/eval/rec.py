@@ -3,7 +3,7 @@
 Two ways in: run a model (:class:`~spr.eval.models.EvalModel`, greedy by default) or score answers
 produced elsewhere (``answers`` per split). Either way each answer is parsed by
 :class:`~spr.eval.prompting.AnswerParser` into original-image pixels, its first box is compared with the
-ground truth, and :func:`spr.eval.metrics.rec_metrics` summarises the split.
+ground truth, and :func:`spr.eval.accuracy.rec_metrics` summarises the split.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spr.eval.accuracy import THRESHOLDS, RecMetrics, box_iou, mean_rec_metrics, rec_metrics
 from spr.eval.data import RecExample, RecPrediction
-from spr.eval.metrics import THRESHOLDS, RecMetrics, box_iou, mean_rec_metrics, rec_metrics
 from spr.eval.prompting import AnswerParser, RecPrompts
 from spr.shared.errors import SprError
 from spr.shared.schemas import Size

@@ -3,7 +3,7 @@
 The model describes each region once under the generator's canonical prompt (type (a): the full image
 with the region box written in the model's syntax), greedy by default, through the generator's own
 prompt building and engines. Answers (generated now, or given) are parsed in original-image pixels and
-scored against the region's GT objects by :func:`spr.eval.metrics.score_region`.
+scored against the region's GT objects by :func:`spr.eval.accuracy.score_region`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spr.eval.data import RegionPrediction
-from spr.eval.metrics import (
+from spr.eval.accuracy import (
     THRESHOLDS,
     RegionMetrics,
     mean_region_metrics,
     region_metrics,
     score_region,
 )
+from spr.eval.data import RegionPrediction
 from spr.eval.prompting import AnswerParser
 from spr.eval.rec import Decoding
 from spr.shared.errors import SprError

@@ -16,8 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 from spr.generator.factory import build_generator
 from spr.generator.generation import CandidateGenerator
-from spr.generator.metrics import Throughput
 from spr.generator.settings import GeneratorSettings
+from spr.generator.throughput import Throughput
 from spr.shared.errors import SprError
 from spr.shared.schemas import CandidateGroup, RegionTask
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from spr.generator.factory import build_generator
 from spr.generator.generation import CandidateGenerator, TaskError
-from spr.generator.metrics import Throughput, serve_metrics
 from spr.generator.settings import GeneratorSettings
+from spr.generator.throughput import Throughput, serve_metrics
 from spr.shared.schemas import RegionTask
 
 if TYPE_CHECKING:

@@ -12,13 +12,13 @@ from spr.scorer.batching import BatchedScorer
 from spr.scorer.envelope import install_handlers
 from spr.scorer.images import pil_pixel_limit
 from spr.scorer.loading import image_store, load_scorer
-from spr.scorer.metrics import ScorerMetrics
 from spr.scorer.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
 from spr.scorer.reward_router import router as reward_router
 from spr.scorer.router import router
 from spr.scorer.scoring import Scorer
 from spr.scorer.serving import ScoreServing
 from spr.scorer.settings import ScorerSettings
+from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.queue import Queue
 
 logger = logging.getLogger(__name__)

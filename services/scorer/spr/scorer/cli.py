@@ -60,8 +60,8 @@ def worker_command(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
     from spr.scorer.images import pil_pixel_limit
     from spr.scorer.loading import load_scorer
-    from spr.scorer.metrics import ScorerMetrics
     from spr.scorer.settings import ScorerSettings
+    from spr.scorer.telemetry import ScorerMetrics
     from spr.scorer.worker import run_scorer_worker
 
     settings = ScorerSettings.from_env()

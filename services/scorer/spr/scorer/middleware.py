@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from spr.scorer.envelope import error_body
-from spr.scorer.metrics import ScorerMetrics
+from spr.scorer.telemetry import ScorerMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from spr.scorer.envelope import error_response
-from spr.scorer.metrics import ScorerMetrics
+from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.queue import STREAM_CANDIDATES, Queue
 from spr.shared.scoring_api import (
     ErrorResponse,

@@ -12,8 +12,8 @@ import logging
 from spr.scorer.batching import BatchedScorer
 from spr.scorer.errors import InputError
 from spr.scorer.images import ImageStore
-from spr.scorer.metrics import ScorerMetrics
 from spr.scorer.scoring import ScoringInput
+from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.scoring_api import ScoreRequest, ScoreResponse
 
 logger = logging.getLogger(__name__)

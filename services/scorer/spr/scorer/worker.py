@@ -14,9 +14,9 @@ import threading
 import time
 
 from pydantic import ValidationError
-from spr.scorer.metrics import ScorerMetrics
 from spr.scorer.scoring import Scorer
 from spr.scorer.settings import ScorerSettings, SettingsError
+from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.queue import (
     STREAM_CANDIDATES,
     STREAM_PAIRS,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
-from spr.demo.report import ReportError, read_pairs, write_report
+from spr.demo.viewer import ReportError, read_pairs, write_report
 from spr.shared import formats
 from spr.shared.schemas import (
     AnnotatedObject,

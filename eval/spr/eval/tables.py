@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from spr.eval.metrics import RecMetrics, RegionMetrics
+from spr.eval.accuracy import RecMetrics, RegionMetrics
 
 MEAN_ROW = "mean"
 
