@@ -88,8 +88,8 @@ def test_in_process_semantic_batches_several_regions(data_root: Path, tiny_model
 
 def test_http_backend_matches_in_process_and_batches_by_task(data_root: Path, tiny_models: Any) -> None:
     from spr.scorer.app import create_app
-    from spr.scorer.server import ServerThread
     from spr.scorer.settings import ScorerSettings
+    from spr.scorer.thread_server import ServerThread
 
     settings = ScorerSettings(data_root=data_root, scorer_semantic_model=str(tiny_models.clip))
     texts = [GOOD, HALF, WRONG, BROKEN, GOOD, HALF]

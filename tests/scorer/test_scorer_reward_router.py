@@ -12,8 +12,8 @@ from scorer_fixtures import CUP, DOG, FAR_DOG, IMAGE, LOOSE_CUP, OBJECTS, REGION
 from spr.scorer.app import create_app
 from spr.scorer.scoring import Scorer
 from spr.scorer.semantic import SemanticScorer
-from spr.scorer.server import ServerThread
 from spr.scorer.settings import ScorerSettings
+from spr.scorer.thread_server import ServerThread
 from spr.shared.reward_api import RewardOptions, RewardTask
 from spr.shared.scoring_api import ImageInput
 
