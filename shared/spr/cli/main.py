@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spr.scorer.cli",
     "spr.generator.cli",
     "spr.trainer.cli",
+    "spr.reward.cli",
     "spr.eval.cli",
     "spr.bench.cli",
     "spr.demo.cli",
