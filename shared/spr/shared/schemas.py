@@ -177,6 +177,11 @@ class PairSide(StrictModel):
     text: str
     scores: Scores
     refined: bool = Field(description="True when the text is the refined (box-corrected) version.")
+    text_before_refinement: str | None = Field(
+        default=None,
+        description="The candidate's text as the model wrote it, when ``text`` is its refined version "
+        "(so a viewer can show what refinement changed); null when not refined, and in older pairs.",
+    )
 
 
 class Provenance(StrictModel):

@@ -98,7 +98,10 @@ class SprTrainConfig:
     )
     dataset: str | None = field(
         default=None,
-        metadata={"help": "Train on this spool folder or exported datasets folder instead of the queue."},
+        metadata={
+            "help": "Train on this instead of the queue: a pairs jsonl (`spr scorer run --out`), a spool "
+            "folder or an exported datasets folder."
+        },
     )
     spool_dir: str | None = field(
         default=None, metadata={"help": "Spool folder (default: <output_dir>/spool)."}
@@ -189,7 +192,8 @@ class SprTrainConfig:
             )
         if self.dataset is not None and not Path(self.dataset).exists():
             raise TrainConfigError(
-                f"dataset {self.dataset!r} does not exist: pass a spool or `spr pairs export` folder"
+                f"dataset {self.dataset!r} does not exist: pass a pairs jsonl (`spr scorer run --out`), a "
+                "spool folder or a `spr pairs export` folder"
             )
         for name in ("max_pairs", "round_size", "pull_batch", "lora_r", "lora_alpha"):
             value = getattr(self, name)

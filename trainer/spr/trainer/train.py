@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from spr.shared.errors import SprError
 from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
 from spr.trainer.dataset import PairSource
+from spr.trainer.pairs_file import import_pairs_file, is_pairs_file
 from spr.trainer.pull import Puller, PullStats
 from spr.trainer.reporting import MetricsLogCallback, QuietProgressCallback, RoundReport, TrainSummary
 from spr.trainer.rounds import Round, RoundLedger, last_complete_checkpoint, round_dir
@@ -107,7 +108,20 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
     processor = load_processor(model_dir)
     spool: Spool | None = None  # the spool this run writes (with from_queue)
     puller: Puller | None = None
-    if cfg.dataset is not None:
+    if cfg.dataset is not None and is_pairs_file(Path(cfg.dataset)):
+        if not cfg.data_root:
+            raise TrainConfigError(
+                "--dataset with a pairs jsonl needs the data root the pairs' image paths are relative to: "
+                "set SPR_DATA_ROOT or pass --data_root DIR"
+            )
+        spool = open_spool(cfg, args)
+        try:
+            import_pairs_file(Path(cfg.dataset), spool)
+        except BaseException:
+            spool.close()
+            raise
+        source = PairSource(spool=spool)
+    elif cfg.dataset is not None:
         source = PairSource.open_path(Path(cfg.dataset))
     elif cfg.from_queue:
         spool = open_spool(cfg, args)

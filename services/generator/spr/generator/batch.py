@@ -19,6 +19,7 @@ from spr.generator.generation import CandidateGenerator
 from spr.generator.settings import GeneratorSettings
 from spr.generator.throughput import Throughput
 from spr.shared.errors import SprError
+from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
 from spr.shared.schemas import CandidateGroup, RegionTask
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ def run_file(
     *,
     max_tasks: int | None = None,
     generator: CandidateGenerator | None = None,
+    progress_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> FileRunStats:
     """Generate a candidate group (one JSON line in ``out_path``) for every task line of ``tasks_path``.
 
     Resumable: task ids already in ``out_path`` are skipped, and a last line cut short by a crash is
     dropped first. ``generator_worker_threads`` tasks go to the engine per call (raise it for vLLM).
+    Progress (count, rate, ETA) goes to the terminal, or to the log every ``progress_interval_s``.
     """
     tasks = list(read_tasks(tasks_path))
     done = completed_task_ids(out_path)
@@ -59,7 +62,8 @@ def run_file(
     throughput = Throughput(log_every=settings.generator_log_every)
     batch = settings.generator_worker_threads
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("a", encoding="utf-8") as out:
+    progress = Progress("generator", total=len(todo), unit="task", interval_s=progress_interval_s)
+    with progress.start_heartbeat(), out_path.open("a", encoding="utf-8") as out:
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
             started = time.monotonic()
@@ -70,6 +74,7 @@ def run_file(
             os.fsync(out.fileno())
             stats.written += len(groups)
             throughput.record_groups(groups, time.monotonic() - started)
+            progress.update(len(groups))
     logger.info("wrote %d groups to %s (%s)", stats.written, out_path, throughput.summary())
     return stats
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from spr.generator.prompts import PromptSet
 from spr.generator.settings import GeneratorSettings
 from spr.shared.errors import SprError
 from spr.shared.schemas import GroundingFormat
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_format(settings: GeneratorSettings) -> GroundingFormat:
@@ -34,9 +38,39 @@ def resolve_format(settings: GeneratorSettings) -> GroundingFormat:
     return FAMILY_FORMATS[model_type]
 
 
+def cpu_advice(settings: GeneratorSettings, cpu_count: int | None = None) -> str | None:
+    """A warning for in-process generation on the CPU with settings that make it look hung, else None.
+
+    Torch's default (one intra-op thread per core) spins threads that fight over a shared or busy CPU,
+    and the default 512 new tokens x every prompt x k samples is minutes per task for a real model.
+    """
+    if settings.generator_engine != "transformers" or not settings.generator_device.startswith("cpu"):
+        return None
+    problems = []
+    if settings.generator_torch_threads is None:
+        cores = os.cpu_count() if cpu_count is None else cpu_count
+        problems.append(
+            f"torch will use its default of one thread per core ({cores}); on a shared or busy CPU set "
+            "SPR_GENERATOR_TORCH_THREADS=1 (often several times faster for small models)"
+        )
+    per_task = settings.generator_samples_per_prompt * settings.generator_max_new_tokens
+    if per_task > 256:
+        problems.append(
+            f"each prompt samples {settings.generator_samples_per_prompt} x up to "
+            f"{settings.generator_max_new_tokens} tokens; for a quick CPU run lower "
+            "SPR_GENERATOR_MAX_NEW_TOKENS (e.g. 64) or SPR_GENERATOR_SAMPLES_PER_PROMPT"
+        )
+    if not problems:
+        return None
+    return "generating on the CPU (SPR_GENERATOR_DEVICE=cpu): " + "; ".join(problems)
+
+
 def build_engine(settings: GeneratorSettings) -> Engine:
     """The engine the settings name (models load here)."""
     if settings.generator_engine == "transformers":
+        advice = cpu_advice(settings)
+        if advice is not None:
+            logger.warning("%s", advice)
         from spr.generator.engines.transformers_engine import TransformersEngine
 
         return TransformersEngine(

@@ -21,6 +21,7 @@ from spr.generator.factory import build_generator
 from spr.generator.generation import CandidateGenerator, TaskError
 from spr.generator.settings import GeneratorSettings
 from spr.generator.throughput import Throughput, serve_metrics
+from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
 from spr.shared.schemas import RegionTask
 
 if TYPE_CHECKING:
@@ -38,8 +39,12 @@ def run_queue(
     idle_exit_s: float | None = None,
     stop: threading.Event | None = None,
     generator: CandidateGenerator | None = None,
+    progress_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> WorkerStats:
     """Consume spr:tasks until ``stop``, ``max_tasks`` handled or ``idle_exit_s`` without work.
+
+    Progress (tasks done, rate, ETA from the stream's backlog) goes to the terminal, or to the log
+    every ``progress_interval_s`` seconds.
 
     With ``generator_worker_threads`` > 1 each thread is its own consumer and ``max_tasks`` may be
     overshot by up to threads - 1 tasks already taken when the limit is reached.
@@ -50,7 +55,6 @@ def run_queue(
         PermanentError,
         Queue,
         QueueConfig,
-        run_worker,
     )
 
     queue = Queue.from_url(
@@ -78,6 +82,7 @@ def run_queue(
             raise PermanentError(str(exc)) from exc
         queue.publish(STREAM_CANDIDATES, group.group_id, group)  # waits while the scorer is behind
         throughput.record_groups([group], time.monotonic() - started)
+        progress.update()
         if max_tasks is not None and threads > 1 and throughput.tasks >= max_tasks:
             stop.set()
 
@@ -92,8 +97,31 @@ def run_queue(
         STREAM_TASKS,
         base,
     )
+    progress = Progress(
+        "generator",
+        unit="task",
+        interval_s=progress_interval_s,
+        remaining=lambda: queue.backlog(STREAM_TASKS),
+    )
+    with progress.start_heartbeat():
+        stats = _consume(queue, base, handle, threads, stop, max_tasks, idle_exit_s)
+    logger.info("generator done: %s", throughput.summary())
+    return stats
+
+
+def _consume(
+    queue: Queue,
+    base: str,
+    handle: Callable[[Delivery], None],
+    threads: int,
+    stop: threading.Event,
+    max_tasks: int | None,
+    idle_exit_s: float | None,
+) -> WorkerStats:
+    from spr.shared.queue import STREAM_TASKS, run_worker
+
     if threads == 1:
-        stats = run_worker(
+        return run_worker(
             queue,
             STREAM_TASKS,
             CONSUMER_GROUP,
@@ -103,10 +131,7 @@ def run_queue(
             max_items=max_tasks,
             idle_exit_s=idle_exit_s,
         )
-    else:
-        stats = _run_threads(queue, base, handle, threads, stop, idle_exit_s)
-    logger.info("generator done: %s", throughput.summary())
-    return stats
+    return _run_threads(queue, base, handle, threads, stop, idle_exit_s)
 
 
 def _run_threads(

@@ -6,6 +6,7 @@ Only argparse is imported at module level; the service's heavy imports happen in
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -38,6 +39,18 @@ def register(subparsers: Any) -> None:
         "--metrics-port", type=int, default=None, metavar="P", help="serve Prometheus metrics on this port"
     )
     worker.set_defaults(handler=worker_command)
+
+    run = commands.add_parser(
+        "run",
+        help="file mode: score a candidates jsonl into a pairs jsonl (no Redis, no HTTP)",
+        description="Score the candidate groups `spr generator run --tasks T --out C` wrote and append "
+        "the preference pairs to --out (the file `spr train --dataset` takes); each group's outcome goes "
+        "to <out>.outcomes.jsonl. Rerunning resumes. Models and options from SPR_* as for the worker.",
+    )
+    run.add_argument("--candidates", type=Path, required=True, help="jsonl of candidate groups")
+    run.add_argument("--out", type=Path, required=True, help="jsonl the preference pairs are appended to")
+    run.add_argument("--max-groups", type=int, default=None, metavar="N", help="stop after N groups")
+    run.set_defaults(handler=run_command)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -89,3 +102,25 @@ def worker_command(args: argparse.Namespace) -> int:
             signal.signal(signum, handler)
     print(f"scored {stats.processed} groups, {stats.failed} failed, {stats.dead_lettered} dead-lettered")
     return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from spr.scorer.filemode import outcomes_path, score_file
+    from spr.scorer.images import pil_pixel_limit
+    from spr.scorer.loading import load_scorer
+    from spr.scorer.settings import ScorerSettings
+    from spr.shared.errors import SprError
+
+    if args.max_groups is not None and args.max_groups < 1:
+        raise SprError("--max-groups must be a positive number of groups")
+    if not args.candidates.is_file():
+        raise SprError(
+            f"--candidates {args.candidates} is not a file: pass the jsonl that "
+            "`spr generator run --tasks ... --out FILE` wrote"
+        )
+    settings = ScorerSettings.from_env()
+    scorer = load_scorer(settings)
+    with pil_pixel_limit(settings.scorer_max_image_pixels):
+        stats = score_file(settings, args.candidates, args.out, scorer=scorer, max_groups=args.max_groups)
+    print(f"{stats.line()}; pairs in {args.out}, outcomes in {outcomes_path(args.out)}")
+    return 1 if stats.failed else 0

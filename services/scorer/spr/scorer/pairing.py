@@ -85,6 +85,7 @@ def preference_pair(
             text=chosen.text,
             scores=Scores(semantic=_semantic(chosen_scores), localization=chosen_loc, total=chosen.score),
             refined=chosen.refined,
+            text_before_refinement=_text_as_written(group, chosen.id) if chosen.refined else None,
         ),
         rejected=PairSide(
             candidate_id=rejected.id,
@@ -99,6 +100,10 @@ def preference_pair(
         margin=pair.margin,
         provenance=Provenance(generator_model=group.model_id, scorer_settings_hash=scorer_settings_hash),
     )
+
+
+def _text_as_written(group: CandidateGroup, candidate_id: str) -> str | None:
+    return next((c.text for c in group.candidates if c.id == candidate_id), None)
 
 
 def _semantic(score: CandidateScore) -> float | None:

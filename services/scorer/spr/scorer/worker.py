@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from spr.scorer.scoring import Scorer
 from spr.scorer.settings import ScorerSettings, SettingsError
 from spr.scorer.telemetry import ScorerMetrics
+from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
 from spr.shared.queue import (
     STREAM_CANDIDATES,
     STREAM_PAIRS,
@@ -76,6 +77,19 @@ class GroupHandler:
         self.queue.record_outcome(LEDGER, group.group_id, PAIR_OUTCOME)
 
 
+def check_offline_scoring(settings: ScorerSettings, scorer: Scorer, command: str) -> None:
+    """Refuse, before reading any group, a configuration that would fail every group."""
+    if settings.data_root is None:
+        raise SettingsError(
+            f"SPR_DATA_ROOT: is required by the {command} (task image paths are relative to it)"
+        )
+    if scorer.worker_options.lambda_ > 0.0 and scorer.semantic is None:
+        raise SettingsError(
+            f"SPR_SCORER_LAMBDA={scorer.worker_options.lambda_} needs a semantic model: set "
+            "SPR_SCORER_SEMANTIC_MODEL to a local CLIP folder, or SPR_SCORER_LAMBDA=0 for localization only"
+        )
+
+
 def run_scorer_worker(
     settings: ScorerSettings,
     *,
@@ -85,21 +99,15 @@ def run_scorer_worker(
     stop: threading.Event | None = None,
     max_items: int | None = None,
     idle_exit_s: float | None = None,
+    progress_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> WorkerStats:
     """Consume ``spr:candidates`` as ``settings.scorer_consumer`` of group 'scorers' until stopped.
 
     Returns when ``stop`` is set, after ``max_items`` groups, or after ``idle_exit_s`` idle seconds.
+    Progress (groups done, rate, ETA from the backlog) goes to the terminal or, every
+    ``progress_interval_s`` seconds, to the log.
     """
-    # Configuration that would dead-letter every group is refused before consuming anything.
-    if settings.data_root is None:
-        raise SettingsError(
-            "SPR_DATA_ROOT: is required by the scorer worker (task image paths are relative to it)"
-        )
-    if scorer.worker_options.lambda_ > 0.0 and scorer.semantic is None:
-        raise SettingsError(
-            f"SPR_SCORER_LAMBDA={scorer.worker_options.lambda_} needs a semantic model: set "
-            "SPR_SCORER_SEMANTIC_MODEL to a local CLIP folder, or SPR_SCORER_LAMBDA=0 for localization only"
-        )
+    check_offline_scoring(settings, scorer, "scorer worker")
     if queue is None:
         if settings.redis_url is None:
             raise SettingsError(
@@ -107,16 +115,28 @@ def run_scorer_worker(
             )
         queue = Queue.from_url(settings.redis_url, settings.queue_config())
     handler = GroupHandler(scorer, queue, metrics or ScorerMetrics())
-    stats = run_worker(
-        queue,
-        STREAM_CANDIDATES,
-        GROUP,
-        settings.scorer_consumer,
-        handler,
-        stop=stop or threading.Event(),
-        max_items=max_items,
-        idle_exit_s=idle_exit_s,
+    progress = Progress(
+        "scorer",
+        unit="group",
+        interval_s=progress_interval_s,
+        remaining=lambda: queue.backlog(STREAM_CANDIDATES),
     )
+
+    def handle(delivery: Delivery) -> None:
+        handler(delivery)
+        progress.update()
+
+    with progress.start_heartbeat():
+        stats = run_worker(
+            queue,
+            STREAM_CANDIDATES,
+            GROUP,
+            settings.scorer_consumer,
+            handle,
+            stop=stop or threading.Event(),
+            max_items=max_items,
+            idle_exit_s=idle_exit_s,
+        )
     logger.info(
         "scorer worker %s done: %d processed, %d failed, %d dead-lettered",
         settings.scorer_consumer,
