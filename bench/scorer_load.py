@@ -308,6 +308,7 @@ def main() -> int:
         common = {
             "SPR_DATA_ROOT": str(root),
             "SPR_DEVICE": "cpu",
+            "SPR_SCORER_AUTH": "none",  # a local benchmark server
             "SPR_SCORER_BATCH_MAX_WAIT_MS": str(args.batch_wait_ms),
             "SPR_SCORER_BATCH_MAX_SIZE": str(args.batch_texts),
             "SPR_SCORER_BATCH_MAX_REGIONS": str(max(1, args.batch_texts // CANDIDATES)),

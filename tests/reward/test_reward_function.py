@@ -91,7 +91,9 @@ def test_http_backend_matches_in_process_and_batches_by_task(data_root: Path, ti
     from spr.scorer.settings import ScorerSettings
     from spr.scorer.thread_server import ServerThread
 
-    settings = ScorerSettings(data_root=data_root, scorer_semantic_model=str(tiny_models.clip))
+    settings = ScorerSettings(
+        data_root=data_root, scorer_semantic_model=str(tiny_models.clip), scorer_auth="none"
+    )
     texts = [GOOD, HALF, WRONG, BROKEN, GOOD, HALF]
     tasks = [task_json()] * 3 + [task_json((0.0, 0.0, 100.0, 100.0))] * 3
     local = SprReward(InProcessBackend.load(data_root=data_root, semantic_model=tiny_models.clip))

@@ -28,10 +28,14 @@ def clip(tiny_models: Any) -> SemanticScorer:
 
 @pytest.fixture()
 def make_settings(scorer_data_root: Path) -> Callable[..., ScorerSettings]:
-    """ScorerSettings on the test data root, localization-only unless overridden."""
+    """ScorerSettings on the test data root, localization-only and without auth unless overridden."""
 
     def make(**overrides: Any) -> ScorerSettings:
-        values: dict[str, Any] = {"data_root": scorer_data_root, "scorer_semantic_model": "none"}
+        values: dict[str, Any] = {
+            "data_root": scorer_data_root,
+            "scorer_semantic_model": "none",
+            "scorer_auth": "none",
+        }
         values.update(overrides)
         return ScorerSettings(**values)
 

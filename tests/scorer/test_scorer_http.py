@@ -229,7 +229,7 @@ def test_unknown_route_gets_the_envelope(client: TestClient) -> None:
 
 
 def test_api_key_guards_every_route_but_health(make_settings: Settings) -> None:
-    settings = make_settings(scorer_api_key="s3cret-key-for-tests")
+    settings = make_settings(scorer_auth="api_key", scorer_api_key="s3cret-key-for-tests")
     body = score_request(TEXTS, options={"lambda": 0})
     with TestClient(create_app(settings)) as c:
         for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "s3cret"}):

@@ -77,3 +77,92 @@ def test_cli_commands_are_registered() -> None:
     assert (serve.host, serve.port) == ("0.0.0.0", 9000)
     worker = parser.parse_args(["scorer", "worker", "--max-items", "3", "--idle-exit", "1.5"])
     assert (worker.max_items, worker.idle_exit) == (3, 1.5)
+
+
+# -- authentication: an empty key never means "no auth" ---------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "", "   "])
+def test_api_key_auth_without_a_key_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], key: str | None
+) -> None:
+    monkeypatch.setenv("SPR_SCORER_SEMANTIC_MODEL", "none")
+    if key is not None:
+        monkeypatch.setenv("SPR_SCORER_API_KEY", key)  # compose passes an unset variable as ""
+    settings = ScorerSettings.from_env()
+    assert settings.scorer_auth == "api_key"
+    with pytest.raises(SettingsError, match=r"SPR_SCORER_API_KEY: is required \(non-empty\)"):
+        settings.http_api_key()
+    from spr.scorer.app import create_app
+
+    with pytest.raises(SettingsError, match="SPR_SCORER_AUTH=none"):
+        create_app(settings)
+    assert main(["scorer", "serve", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "SPR_SCORER_API_KEY: is required" in err and "Traceback" not in err
+
+
+def test_auth_none_serves_without_a_key_and_refuses_a_stray_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPR_SCORER_SEMANTIC_MODEL", "none")
+    monkeypatch.setenv("SPR_SCORER_AUTH", "none")
+    monkeypatch.setenv("SPR_SCORER_API_KEY", "")
+    assert ScorerSettings.from_env().http_api_key() is None
+    monkeypatch.setenv("SPR_SCORER_API_KEY", "a-key-that-would-be-ignored")
+    with pytest.raises(SettingsError, match="SPR_SCORER_API_KEY: is set but SPR_SCORER_AUTH=none"):
+        ScorerSettings.from_env().http_api_key()
+    monkeypatch.setenv("SPR_SCORER_AUTH", "api_key")
+    assert ScorerSettings.from_env().http_api_key() == "a-key-that-would-be-ignored"
+    monkeypatch.setenv("SPR_SCORER_AUTH", "basic")
+    with pytest.raises(SettingsError, match="SPR_SCORER_AUTH: Input should be 'api_key' or 'none'"):
+        ScorerSettings.from_env()
+
+
+# -- limits ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("SPR_SCORER_MAX_OBJECTS", "0", "greater than 0"),
+        ("SPR_SCORER_MAX_BOX_PAIRS", "-1", "greater than 0"),
+        ("SPR_SCORER_CPU_THREADS", "0", "greater than 0"),
+        ("SPR_SCORER_MAX_CONNECTIONS", "0", "greater than 0"),
+        ("SPR_SCORER_HEADER_TIMEOUT_S", "0", "greater than 0"),
+        ("SPR_SCORER_BODY_TIMEOUT_S", "x", "valid number"),
+        ("SPR_SCORER_DECODE_MAX_SIDE", "100", "greater than or equal to 224"),
+    ],
+)
+def test_invalid_limits_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv("SPR_SCORER_SEMANTIC_MODEL", "none")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as error:
+        ScorerSettings.from_env()
+    assert f"{name}: " in str(error.value) and fragment in str(error.value)
+
+
+def test_pixel_budget_must_hold_the_largest_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPR_SCORER_SEMANTIC_MODEL", "none")
+    monkeypatch.setenv("SPR_SCORER_MAX_PIXELS_IN_FLIGHT", "1000000")
+    with pytest.raises(SettingsError) as error:
+        ScorerSettings.from_env()
+    message = str(error.value)
+    assert "SPR_SCORER_MAX_PIXELS_IN_FLIGHT=1000000 is below SPR_SCORER_MAX_IMAGE_PIXELS=40000000" in message
+
+
+def test_serve_and_the_tests_share_one_uvicorn_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spr.scorer.app import create_app
+    from spr.scorer.serve_config import uvicorn_config
+
+    monkeypatch.setenv("SPR_SCORER_SEMANTIC_MODEL", "none")
+    monkeypatch.setenv("SPR_SCORER_AUTH", "none")
+    monkeypatch.setenv("SPR_SCORER_MAX_CONNECTIONS", "123")
+    monkeypatch.setenv("SPR_SCORER_KEEP_ALIVE_TIMEOUT_S", "2.5")
+    settings = ScorerSettings.from_env()
+    defaults = ScorerSettings(scorer_semantic_model="none", scorer_auth="none")
+    assert (defaults.scorer_max_objects, defaults.scorer_max_box_pairs) == (500, 200_000)
+    assert (defaults.scorer_header_timeout_s, defaults.scorer_body_timeout_s) == (10.0, 30.0)
+    config = uvicorn_config(settings, create_app(settings), port=0)
+    assert config.limit_concurrency == 123 and config.timeout_keep_alive == 2.5
+    assert isinstance(config.http, type) and config.http.__name__ == "GuardedH11Protocol"

@@ -69,8 +69,8 @@ class InProcessBackend:
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResponse]:
         from spr.scorer.errors import InputError
-        from spr.scorer.images import decode_rgb
-        from spr.scorer.scoring import ScoringInput
+        from spr.scorer.images import ModelImage, decode_for_models
+        from spr.scorer.scoring import ScoringInput, detections_to_original
 
         scorer = self.scorer
         if scorer.images is None:
@@ -95,14 +95,19 @@ class InProcessBackend:
                     resized_size=request.resized_size,
                 )
                 plans.append(scorer.plan(inputs, field_prefix=prefix))
+            # Each image decoded once, downscaled as the service does (same scores as POST /score).
+            decoded: dict[int, ModelImage] = {
+                id(p): decode_for_models(p.inputs.image, max_side=scorer.decode_max_side)
+                for p in plans
+                if (p.texts and scorer.semantic is not None) or (p.phrases and scorer.detector is not None)
+            }
             # One forward for every region's image side, one for every unique text.
             semantic = [p for p in plans if p.texts and scorer.semantic is not None]
             regions: dict[int, Any] = {}
             texts: dict[int, Any] = {}
             if semantic and scorer.semantic is not None:
-                rgbs = [decode_rgb(p.inputs.image) for p in semantic]
                 embedded = scorer.semantic.embed_regions(
-                    [(rgb, p.region) for rgb, p in zip(rgbs, semantic, strict=True)]
+                    [(decoded[id(p)].rgb, decoded[id(p)].to_model(p.region)) for p in semantic]
                 )
                 all_texts = [text for p in semantic for text in p.texts]
                 vectors = scorer.semantic.embed_texts(all_texts)
@@ -114,8 +119,11 @@ class InProcessBackend:
             detections: dict[int, Any] = {}
             detecting = [p for p in plans if p.phrases]
             if detecting and scorer.detector is not None:
-                found = scorer.detector.detect([(decode_rgb(p.inputs.image), p.phrases) for p in detecting])
-                detections = {id(p): boxes for p, boxes in zip(detecting, found, strict=True)}
+                found = scorer.detector.detect([(decoded[id(p)].rgb, p.phrases) for p in detecting])
+                detections = {
+                    id(p): detections_to_original(boxes, decoded[id(p)])
+                    for p, boxes in zip(detecting, found, strict=True)
+                }
             return [
                 scorer.finish(
                     p,

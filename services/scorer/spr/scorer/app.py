@@ -6,11 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from spr.scorer.batching import BatchedScorer
 from spr.scorer.envelope import install_handlers
 from spr.scorer.images import pil_pixel_limit
+from spr.scorer.limits import PixelBudget
 from spr.scorer.loading import image_store, load_scorer
 from spr.scorer.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
 from spr.scorer.reward_router import router as reward_router
@@ -20,6 +23,9 @@ from spr.scorer.serving import ScoreServing
 from spr.scorer.settings import ScorerSettings
 from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.queue import Queue
+from spr.shared.scoring_api import ScoreRequest
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +38,11 @@ JSON shape (`ErrorResponse`)."""
 def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> FastAPI:
     """The scorer app. ``scorer`` injects a ready scoring object (tests); else models load at start-up.
 
-    Start-up fails (the lifespan raises ModelLoadError naming the setting) when a model cannot load.
+    Raises SettingsError at once when authentication is misconfigured (SPR_SCORER_AUTH /
+    SPR_SCORER_API_KEY); start-up fails (the lifespan raises ModelLoadError naming the setting) when a
+    model cannot load.
     """
+    api_key = settings.http_api_key()
     metrics = ScorerMetrics()
 
     @asynccontextmanager
@@ -47,12 +56,15 @@ def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> Fas
             max_regions=settings.scorer_batch_max_regions,
             max_wait_s=settings.scorer_batch_max_wait_ms / 1000.0,
             observe=metrics.observe_batch,
+            cpu_threads=settings.scorer_cpu_threads,
+            pixel_budget=PixelBudget(
+                settings.scorer_max_pixels_in_flight, wait_s=settings.scorer_pixel_wait_s
+            ),
+            decode_max_side=settings.scorer_decode_max_side,
         )
         images = loaded.images if loaded.images is not None else image_store(settings)
         app.state.scorer = loaded
-        app.state.serving = ScoreServing(
-            batched, images, metrics, max_candidates=settings.scorer_max_candidates
-        )
+        app.state.serving = ScoreServing(batched, images, metrics, limits=settings.scoring_limits())
         app.state.queue = (
             Queue.from_url(settings.redis_url, settings.queue_config()) if settings.redis_url else None
         )
@@ -80,8 +92,34 @@ def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> Fas
     app.include_router(router)
     app.include_router(reward_router)
     # Added innermost first: metrics (outermost) see every answer, 401 and 413 included.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.scorer_max_body_bytes)
-    if settings.scorer_api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.scorer_api_key.get_secret_value())
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.scorer_max_body_bytes,
+        timeout_s=settings.scorer_body_timeout_s,
+        metrics=metrics,
+    )
+    if api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key, metrics=metrics)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_request_schema(
+                get_openapi(
+                    title=app.title, version=app.version, description=app.description, routes=app.routes
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _with_request_schema(spec: dict[str, Any]) -> dict[str, Any]:
+    """Add ScoreRequest (validated by the handler on the CPU pool, so FastAPI does not see it)."""
+    schema = ScoreRequest.model_json_schema(ref_template=REF_TEMPLATE, mode="validation")
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, sub in schema.pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    components["ScoreRequest"] = schema
+    return spec

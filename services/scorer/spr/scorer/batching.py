@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
 from spr.scorer.detector import PhraseDetector
-from spr.scorer.images import decode_rgb
-from spr.scorer.scoring import Scorer, ScoringInput
+from spr.scorer.images import decode_for_models
+from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, PixelBudget, PixelHold, ScoringLimits
+from spr.scorer.scoring import Scorer, ScoringInput, detections_to_original
 from spr.scorer.semantic import RegionEmbedding, SemanticScorer, Vector
 from spr.shared.boxes import BoxT
 from spr.shared.scoring_api import ScoreResponse
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+T = TypeVar("T")
 
 BatchObserver = Callable[[str, int], None]
 
@@ -141,11 +144,13 @@ def _settle(future: asyncio.Future[Out], *, exc: BaseException) -> None:
 
 
 class BatchedScorer:
-    """The async scoring path of the HTTP service: the scorer's pure phases inline, the models batched.
+    """The async scoring path of the HTTP service: CPU work on a small pool, the models batched.
 
-    Parsing, refinement and S_loc are cheap pure Python and run in the handler; image decoding runs
-    in the default thread pool; every model call (CLIP image side, CLIP text, detector) goes through a
-    micro-batcher onto the single model thread.
+    Parsing, refinement, S_loc and image decoding run on ``cpu_threads`` worker threads (never on the
+    event loop, whatever the input size: /healthz must answer while the scorer is saturated); every
+    model call (CLIP image side, CLIP text, detector) goes through a micro-batcher onto the single model
+    thread. Decoded images hold pixels of ``pixel_budget`` (when given) from before decoding until their
+    full-size bitmap is freed.
     """
 
     def __init__(
@@ -156,9 +161,15 @@ class BatchedScorer:
         max_regions: int,
         max_wait_s: float,
         observe: BatchObserver | None = None,
+        cpu_threads: int = 2,
+        pixel_budget: PixelBudget | None = None,
+        decode_max_side: int = DEFAULT_DECODE_MAX_SIDE,
     ) -> None:
         self.scorer = scorer
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spr-model")
+        self.cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="spr-cpu")
+        self.pixel_budget = pixel_budget
+        self.decode_max_side = decode_max_side
         self._texts: MicroBatcher[str, Vector] | None = None
         self._regions: MicroBatcher[tuple[Image.Image, BoxT], RegionEmbedding] | None = None
         self._detections: MicroBatcher[tuple[Image.Image, Sequence[str]], dict[str, list[BoxT]]] | None = None
@@ -191,21 +202,43 @@ class BatchedScorer:
                 observe=observe,
             )
 
-    async def score(self, inputs: ScoringInput, *, large: bool = False) -> ScoreResponse:
-        """Score one region; ``large`` moves parsing off the event loop (very long texts)."""
-        if large:
-            plan = await asyncio.to_thread(self.scorer.plan, inputs)
-        else:
-            plan = self.scorer.plan(inputs)
+    async def run_cpu(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the CPU pool (parsing, validation, decoding: off the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.cpu, functools.partial(fn, *args, **kwargs))
+
+    async def score(self, inputs: ScoringInput, *, limits: ScoringLimits | None = None) -> ScoreResponse:
+        """Score one region (``limits`` bound objects x boxes); raises InputError, LimitError, BusyError."""
+        plan = await self.run_cpu(self.scorer.plan, inputs, limits=limits)
         if not plan.needs_pixels:
-            return self.scorer.finish(plan)
-        rgb = await asyncio.to_thread(decode_rgb, inputs.image)
-        (region_embedding, text_embeddings), detections = await asyncio.gather(
-            self._semantic(rgb, plan.region, plan.texts), self._detect(rgb, plan.phrases)
+            return await self.run_cpu(self.scorer.finish, plan)
+        width, height = plan.image_size.width, plan.image_size.height
+        async with self._hold(width * height) as held:
+            decoded = await self.run_cpu(decode_for_models, inputs.image, max_side=self.decode_max_side)
+            if held is not None:
+                # The full-size bitmap is gone: only the model-sized copy stays until the forwards end.
+                held.shrink(decoded.rgb.width * decoded.rgb.height)
+            (region_embedding, text_embeddings), found = await asyncio.gather(
+                self._semantic(decoded.rgb, decoded.to_model(plan.region), plan.texts),
+                self._detect(decoded.rgb, plan.phrases),
+            )
+        detections = None if found is None else detections_to_original(found, decoded)
+        del decoded
+        return await self.run_cpu(
+            self.scorer.finish,
+            plan,
+            region_embedding=region_embedding,
+            text_embeddings=text_embeddings,
+            detections=detections,
         )
-        return self.scorer.finish(
-            plan, region_embedding=region_embedding, text_embeddings=text_embeddings, detections=detections
-        )
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, pixels: int) -> AsyncIterator[PixelHold | None]:
+        if self.pixel_budget is None:
+            yield None
+            return
+        async with self.pixel_budget.hold(pixels) as held:
+            yield held
 
     async def _semantic(
         self, rgb: Image.Image, region: BoxT, texts: list[str]
@@ -227,6 +260,7 @@ class BatchedScorer:
             if batcher is not None:
                 await batcher.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.cpu.shutdown(wait=False, cancel_futures=True)
 
 
 def _text_batch(semantic: SemanticScorer) -> Callable[[list[str]], list[Vector]]:

@@ -16,7 +16,8 @@ def register(subparsers: Any) -> None:
         "scorer",
         help="score candidate descriptions: HTTP service or queue worker",
         description="The SPR scorer. Configured by SPR_* environment variables (SPR_SCORER_SEMANTIC_MODEL "
-        "= a local CLIP folder or 'none', SPR_DATA_ROOT, SPR_REDIS_URL, SPR_SCORER_API_KEY, ...).",
+        "= a local CLIP folder or 'none', SPR_DATA_ROOT, SPR_REDIS_URL, SPR_SCORER_AUTH, "
+        "SPR_SCORER_API_KEY, ...).",
     )
     commands = parser.add_subparsers(dest="scorer_command", metavar="COMMAND", required=True)
 
@@ -57,12 +58,15 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
     from spr.scorer.app import create_app
     from spr.scorer.loading import load_scorer
+    from spr.scorer.serve_config import uvicorn_config
     from spr.scorer.settings import ScorerSettings
 
     settings = ScorerSettings.from_env()
+    settings.http_api_key()  # auth misconfigured: refuse before loading any model
     # Loading here, not in the lifespan, turns a bad model folder into a one-line error before serving.
     app = create_app(settings, scorer=load_scorer(settings))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    config = uvicorn_config(settings, app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.Server(config).run()
     return 0
 
 

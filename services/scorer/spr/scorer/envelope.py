@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from spr.scorer.errors import ScorerError
+from spr.scorer.limits import BusyError, LimitError
 from spr.shared.scoring_api import ErrorBody, ErrorResponse, FieldError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    408: "request_timeout",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -93,7 +95,12 @@ def install_handlers(app: FastAPI) -> None:
         fields = []
         if exc.field or exc.status_code == 422:
             fields = [FieldError(field=exc.field, message=exc.message)]
-        return error_response(exc.status_code, exc.code, exc.message, fields)
+        headers = None
+        if isinstance(exc, LimitError | BusyError):
+            request.app.state.metrics.refused.labels("http", exc.reason).inc()
+        if isinstance(exc, BusyError):
+            headers = {"retry-after": str(exc.retry_after_s)}
+        return error_response(exc.status_code, exc.code, exc.message, fields, headers=headers)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500

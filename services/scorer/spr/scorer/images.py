@@ -12,10 +12,13 @@ import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 from spr.scorer.errors import InputError
+from spr.scorer.limits import IMAGE_TOO_LARGE, LimitError
+from spr.shared.boxes import BoxT
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class ImageStore:
                 "this scorer has no data root (SPR_DATA_ROOT is not set): send the image as base64",
                 field=field,
             )
+        if "\0" in relative:
+            raise InputError("must not contain a NUL byte: give a plain relative file path", field=field)
         pure = PurePosixPath(relative)
         if pure.is_absolute() or "\\" in relative or (relative[1:2] == ":"):
             raise InputError("must be a path relative to the data root, not an absolute path", field=field)
@@ -62,10 +67,11 @@ class ImageStore:
         path = self.resolve(relative, field=field)
         size = path.stat().st_size
         if size > self.max_image_bytes:
-            raise InputError(
+            raise LimitError(
                 f"image file is {size} bytes, over the limit of {self.max_image_bytes} bytes "
                 "(SPR_SCORER_MAX_IMAGE_BYTES)",
                 field=field,
+                reason=IMAGE_TOO_LARGE,
             )
         try:
             data = path.read_bytes()
@@ -77,10 +83,11 @@ class ImageStore:
         """The image in ``encoded`` (standard base64 of the file), opened lazily."""
         # 4 base64 characters carry 3 bytes: refuse before allocating the decoded buffer.
         if len(encoded) // 4 * 3 > self.max_image_bytes + 3:
-            raise InputError(
+            raise LimitError(
                 f"decoded image is over the limit of {self.max_image_bytes} bytes "
                 "(SPR_SCORER_MAX_IMAGE_BYTES)",
                 field=field,
+                reason=IMAGE_TOO_LARGE,
             )
         try:
             data = base64.b64decode(encoded, validate=True)
@@ -89,10 +96,11 @@ class ImageStore:
                 "is not valid standard base64 (no data: URL prefix, no line breaks)", field=field
             ) from None
         if len(data) > self.max_image_bytes:
-            raise InputError(
+            raise LimitError(
                 f"decoded image is {len(data)} bytes, over the limit of {self.max_image_bytes} bytes "
                 "(SPR_SCORER_MAX_IMAGE_BYTES)",
                 field=field,
+                reason=IMAGE_TOO_LARGE,
             )
         return self._open(data, field=field)
 
@@ -101,10 +109,11 @@ class ImageStore:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
             # PIL's own guard (pil_pixel_limit) fired while reading the header: same refusal.
-            raise InputError(
+            raise LimitError(
                 f"image is over the limit of {self.max_image_pixels} pixels (SPR_SCORER_MAX_IMAGE_PIXELS); "
                 "refused before decoding",
                 field=field,
+                reason=IMAGE_TOO_LARGE,
             ) from None
         except (UnidentifiedImageError, OSError, ValueError):
             raise InputError(
@@ -112,10 +121,11 @@ class ImageStore:
             ) from None
         width, height = image.size
         if width * height > self.max_image_pixels:
-            raise InputError(
+            raise LimitError(
                 f"image is {width}x{height} = {width * height} pixels, over the limit of "
                 f"{self.max_image_pixels} pixels (SPR_SCORER_MAX_IMAGE_PIXELS)",
                 field=field,
+                reason=IMAGE_TOO_LARGE,
             )
         return image
 
@@ -136,10 +146,48 @@ def pil_pixel_limit(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def decode_rgb(image: Image.Image, *, field: str = "image") -> Image.Image:
-    """Decode a lazily opened image to RGB (CPU work: call it off the event loop)."""
+@dataclass(frozen=True)
+class ModelImage:
+    """A decoded RGB image for the models, possibly downscaled from the original.
+
+    ``scale_x`` / ``scale_y``: pixels of ``rgb`` per pixel of the original image (<= 1).
+    """
+
+    rgb: Image.Image
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+
+    def to_model(self, box: BoxT) -> BoxT:
+        """A box in original-image pixels -> pixels of ``rgb``."""
+        sx, sy = self.scale_x, self.scale_y
+        return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+    def to_original(self, box: BoxT) -> BoxT:
+        """A box in pixels of ``rgb`` -> original-image pixels."""
+        sx, sy = self.scale_x, self.scale_y
+        return (box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy)
+
+
+def decode_for_models(image: Image.Image, *, max_side: int, field: str = "image") -> ModelImage:
+    """Decode a lazily opened image to RGB, downscaled once so its longer side is <= ``max_side`` pixels.
+
+    CPU work: call it off the event loop. The full-size bitmap is released before returning (the
+    original ``image`` is closed when a smaller copy was made), so only the model-sized image stays
+    alive while models run. JPEGs are decoded at a reduced DCT scale when that suffices (less memory).
+    """
+    width, height = image.size
+    scale = min(1.0, max_side / max(width, height))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
     try:
-        return image.convert("RGB")
+        if scale < 1.0 and image.format == "JPEG":
+            image.draft("RGB", target)  # decodes at 1/2, 1/4 or 1/8 scale, never below target
+        image.load()
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if rgb.size != target:
+            rgb = rgb.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         logger.debug("image decode failed: %s", exc)
         raise InputError("image data is truncated or corrupt and cannot be decoded", field=field) from None
+    if rgb is not image:
+        image.close()  # frees the full-size bitmap now, not when the request's last reference goes
+    return ModelImage(rgb, target[0] / width, target[1] / height)

@@ -6,12 +6,14 @@ first: metrics (sees every answer, 401 and 413 included), API key, body limit, t
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from spr.scorer.envelope import error_body
+from spr.scorer.limits import AUTH, BODY_TIMEOUT, TOO_LARGE
 from spr.scorer.telemetry import ScorerMetrics
 
 Scope = MutableMapping[str, Any]
@@ -78,9 +80,10 @@ class ApiKeyMiddleware:
     The key is compared in constant time (hmac.compare_digest).
     """
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(self, app: ASGIApp, api_key: str, metrics: ScorerMetrics | None = None) -> None:
         self.app = app
         self._key = api_key.encode()
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
@@ -95,6 +98,8 @@ class ApiKeyMiddleware:
                 provided = value.strip()
                 break
         if not hmac.compare_digest(provided, self._key):
+            if self.metrics is not None:
+                self.metrics.refused.labels("http", AUTH).inc()
             await _send_error(
                 send,
                 401,
@@ -108,15 +113,24 @@ class ApiKeyMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413, before the app parses anything.
+    """Refuses request bodies over ``max_bytes`` with 413, and bodies slower than ``timeout_s`` with 408.
 
     A declared Content-Length over the limit is refused at once; otherwise the body is read (counting,
-    so chunked uploads are bounded too) and replayed to the app.
+    so chunked uploads are bounded too) and replayed to the app. The whole body must arrive within
+    ``timeout_s`` seconds (slow clients would otherwise hold a connection and a task forever).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_s: float | None = None,
+        metrics: ScorerMetrics | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,25 +148,42 @@ class BodyLimitMiddleware:
                 break
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        await self.app(scope, _replay([message], receive), send)
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        await self._refuse(send)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            self._count(BODY_TIMEOUT)
+            await _send_error(
+                send,
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {self.timeout_s} s (SPR_SCORER_BODY_TIMEOUT_S)",
+                [(b"connection", b"close")],
+            )
+            return
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         await self.app(
             scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send
         )
 
+    def _count(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refused.labels("http", reason).inc()
+
     async def _refuse(self, send: Send) -> None:
+        self._count(TOO_LARGE)
         await _send_error(
             send,
             413,

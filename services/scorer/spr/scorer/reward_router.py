@@ -57,7 +57,7 @@ async def get_reward(request: Request, body: GetRewardRequest) -> Response:
         groups.setdefault(key, []).append(index)
     chunks: list[list[int]] = []
     for indices in groups.values():
-        step = serving.max_candidates
+        step = serving.limits.max_candidates
         chunks.extend(indices[start : start + step] for start in range(0, len(indices), step))
     values: list[RewardValue | None] = [None] * len(body.query)
 

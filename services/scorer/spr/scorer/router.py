@@ -7,16 +7,18 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from spr.scorer.envelope import error_response
+from spr.scorer.serving import ScoreServing
 from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.queue import STREAM_CANDIDATES, Queue
 from spr.shared.scoring_api import (
     ErrorResponse,
     HealthResponse,
     ReadyResponse,
-    ScoreRequest,
     ScoreResponse,
 )
 
@@ -26,9 +28,26 @@ router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
+    408: {"model": ErrorResponse, "description": "The body did not arrive within the body timeout."},
     413: {"model": ErrorResponse, "description": "Request body over the size limit."},
-    422: {"model": ErrorResponse, "description": "Invalid input: one entry per rejected field."},
-    503: {"model": ErrorResponse, "description": "Models not loaded yet."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid input, or over a limit on candidates, objects or box pairs: one entry per "
+        "rejected field.",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "Models not loaded yet, too many connections, or the decoded-pixel budget is "
+        "exhausted (with Retry-After, seconds).",
+    },
+}
+
+# The body is validated on the CPU pool (not by FastAPI on the event loop): its schema is declared here.
+_SCORE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}},
+    }
 }
 
 
@@ -37,9 +56,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=ScoreResponse,
     responses=_ERRORS,
     summary="Score a region's candidate descriptions and select a preference pair",
+    openapi_extra=_SCORE_BODY,
 )
-async def score(request: Request, body: ScoreRequest) -> Response:
-    serving = request.app.state.serving
+async def score(request: Request) -> Response:
+    serving: ScoreServing = request.app.state.serving
+    try:
+        body = await serving.parse(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
     result = await serving.score(body)
     return Response(result.model_dump_json(), media_type="application/json")
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from PIL import Image
 from spr.scorer.detector import PhraseDetector
 from spr.scorer.errors import InputError, SemanticModelNotConfiguredError
-from spr.scorer.images import ImageStore, decode_rgb
+from spr.scorer.images import ImageStore, ModelImage, decode_for_models
+from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, ScoringLimits
 from spr.scorer.pairing import preference_pair, select_pair
 from spr.scorer.semantic import RegionEmbedding, SemanticScorer, SemanticValues, Vector
 from spr.shared import formats
@@ -142,11 +143,16 @@ class Scorer:
         detector: PhraseDetector | None = None,
         images: ImageStore | None = None,
         worker_options: ScoreOptions | None = None,
+        limits: ScoringLimits | None = None,
+        decode_max_side: int = DEFAULT_DECODE_MAX_SIDE,
     ) -> None:
         self.semantic = semantic
         self.detector = detector
         self.images = images
         self.worker_options = worker_options or ScoreOptions()
+        # None: no bounds (library use); the services pass the settings' limits.
+        self.limits = limits
+        self.decode_max_side = decode_max_side
 
     @property
     def model_ids(self) -> dict[str, str | None]:
@@ -160,8 +166,15 @@ class Scorer:
 
     # -- phase 1 ------------------------------------------------------------------------------------
 
-    def plan(self, inputs: ScoringInput, *, field_prefix: str = "") -> ScoringPlan:
-        """Parse and refine every candidate; raises InputError (naming the field) for unusable input."""
+    def plan(
+        self, inputs: ScoringInput, *, field_prefix: str = "", limits: ScoringLimits | None = None
+    ) -> ScoringPlan:
+        """Parse and refine every candidate; raises InputError (naming the field) for unusable input.
+
+        ``limits`` (default: the scorer's own) bound objects x parsed boxes before any IoU is computed.
+        CPU work proportional to the input: call it off the event loop.
+        """
+        limits = limits or self.limits
         options = inputs.options
         if options.lambda_ > 0.0 and self.semantic is None:
             raise SemanticModelNotConfiguredError(field=f"{field_prefix}options.lambda")
@@ -175,6 +188,13 @@ class Scorer:
                 field=f"{field_prefix}region",
             )
         gt = [obj.box for obj in inputs.objects]
+        for index, box in enumerate(gt):
+            if clip_box(box, width, height) is None:
+                raise InputError(
+                    f"object box {list(box)} lies entirely outside the {width}x{height} image: boxes are "
+                    "absolute pixels of the original image (check the annotation's coordinate space)",
+                    field=f"{field_prefix}objects.{index}.box",
+                )
         fmt = inputs.format
         strip = options.lambda_ > 0.0
         plans: list[_CandidatePlan] = []
@@ -182,6 +202,9 @@ class Scorer:
             texts = [
                 self._text(text, fmt, image_size, inputs.resized_size, strip) for _, text in inputs.candidates
             ]
+            if limits is not None:
+                boxes = sum(len(t.boxes) for t in texts)
+                limits.check_box_pairs(len(gt), boxes, field_prefix=field_prefix)
             refinements = self._refine(gt, texts, options) if options.refine else [None] * len(texts)
             for (cand_id, text), written, new_boxes in zip(
                 inputs.candidates, texts, refinements, strict=True
@@ -342,12 +365,16 @@ class Scorer:
         text_embeddings = None
         detections = None
         if plan.needs_pixels:
-            rgb = decode_rgb(inputs.image, field=f"{field_prefix}image")
+            decoded = decode_for_models(
+                inputs.image, max_side=self.decode_max_side, field=f"{field_prefix}image"
+            )
             if plan.texts and self.semantic is not None:
-                region_embedding = self.semantic.embed_regions([(rgb, plan.region)])[0]
+                region = decoded.to_model(plan.region)
+                region_embedding = self.semantic.embed_regions([(decoded.rgb, region)])[0]
                 text_embeddings = self.semantic.embed_texts(plan.texts)
             if plan.phrases and self.detector is not None:
-                detections = self.detector.detect([(rgb, plan.phrases)])[0]
+                found = self.detector.detect([(decoded.rgb, plan.phrases)])[0]
+                detections = detections_to_original(found, decoded)
         return self.finish(
             plan, region_embedding=region_embedding, text_embeddings=text_embeddings, detections=detections
         )
@@ -363,6 +390,8 @@ class Scorer:
         task = group.task
         options = self.worker_options
         try:
+            if self.limits is not None:
+                self.limits.check_counts(len(group.candidates), len(task.objects), field_prefix="")
             image = self.images.open_path(task.image.path, field="task.image.path")
             if image.size != (task.image.width, task.image.height):
                 raise InputError(
@@ -388,6 +417,13 @@ class Scorer:
             return GroupResult(None, response.pair_skipped_reason, response)
         pair = preference_pair(group, response, response.pair, self.settings_hash(options))
         return GroupResult(pair, None, response)
+
+
+def detections_to_original(found: dict[str, list[BoxT]], decoded: ModelImage) -> dict[str, list[BoxT]]:
+    """Detector boxes in pixels of the (downscaled) model image -> original-image pixels."""
+    if decoded.scale_x == 1.0 and decoded.scale_y == 1.0:
+        return found
+    return {phrase: [decoded.to_original(box) for box in boxes] for phrase, boxes in found.items()}
 
 
 def _detector_key(phrase: str) -> str:

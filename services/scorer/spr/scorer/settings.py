@@ -12,8 +12,9 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, ScoringLimits
 from spr.shared.errors import SprError
 from spr.shared.queue import QueueConfig
 from spr.shared.schemas import LocalizationMode
@@ -61,8 +62,14 @@ class ScorerSettings(BaseSettings):
     scorer_detector_text_threshold: float = Field(
         default=0.25, ge=0.0, le=1.0, description="Detector phrase-token threshold (0-1)."
     )
+    scorer_auth: Literal["api_key", "none"] = Field(
+        default="api_key",
+        description="HTTP auth: 'api_key' (SPR_SCORER_API_KEY must be set, non-empty) or 'none' (no auth, "
+        "only behind a trusted network).",
+    )
     scorer_api_key: SecretStr | None = Field(
-        default=None, description="When set, every route but /healthz and /readyz needs this key."
+        default=None,
+        description="With SPR_SCORER_AUTH=api_key, every route but /healthz and /readyz needs this key.",
     )
     scorer_max_body_bytes: int = Field(
         default=32 * 1024 * 1024, gt=0, description="Largest request body (bytes)."
@@ -77,6 +84,52 @@ class ScorerSettings(BaseSettings):
     )
     scorer_max_candidates: int = Field(
         default=64, gt=0, description="Most candidates in one request or group."
+    )
+    scorer_max_objects: int = Field(
+        default=500, gt=0, description="Most ground-truth objects in one request or group."
+    )
+    scorer_max_box_pairs: int = Field(
+        default=200_000,
+        gt=0,
+        description="Most (object, box) pairs one request or group may compare: objects x boxes parsed "
+        "from all its candidates (bounds the IoU work).",
+    )
+    scorer_cpu_threads: int = Field(
+        default=2,
+        gt=0,
+        description="Threads for the HTTP side's CPU work (parsing, IoU, image decoding): none of it runs on "
+        "the event loop.",
+    )
+    scorer_max_pixels_in_flight: int = Field(
+        default=80_000_000,
+        gt=0,
+        description="Decoded image pixels (width x height) the HTTP side holds at once; at least "
+        "SPR_SCORER_MAX_IMAGE_PIXELS.",
+    )
+    scorer_pixel_wait_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="How long a request waits for pixel budget before a 503 with Retry-After (seconds).",
+    )
+    scorer_decode_max_side: int = Field(
+        default=DEFAULT_DECODE_MAX_SIDE,
+        ge=224,
+        description="Decoded images are downscaled once so that their longer side is at most this (pixels); "
+        "boxes are mapped back to the original image.",
+    )
+    scorer_max_connections: int = Field(
+        default=1000,
+        gt=0,
+        description="Open HTTP connections served at once (uvicorn limit_concurrency); beyond it: 503.",
+    )
+    scorer_header_timeout_s: float = Field(
+        default=10.0, gt=0.0, description="Time a client has to send a request's headers (seconds)."
+    )
+    scorer_body_timeout_s: float = Field(
+        default=30.0, gt=0.0, description="Time a client has to send a request's body (seconds); then 408."
+    )
+    scorer_keep_alive_timeout_s: float = Field(
+        default=5.0, gt=0.0, description="Idle keep-alive connections are closed after this (seconds)."
     )
     scorer_batch_max_size: int = Field(default=64, gt=0, description="Texts per batched text forward.")
     scorer_batch_max_regions: int = Field(default=16, gt=0, description="Regions per batched image forward.")
@@ -155,6 +208,16 @@ class ScorerSettings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @model_validator(mode="after")
+    def _budget_holds_one_image(self) -> ScorerSettings:
+        if self.scorer_max_pixels_in_flight < self.scorer_max_image_pixels:
+            raise ValueError(
+                f"SPR_SCORER_MAX_PIXELS_IN_FLIGHT={self.scorer_max_pixels_in_flight} is below "
+                f"SPR_SCORER_MAX_IMAGE_PIXELS={self.scorer_max_image_pixels}: the largest accepted image "
+                "could never be decoded; raise the budget or lower the image limit"
+            )
+        return self
+
     @classmethod
     def from_env(cls) -> ScorerSettings:
         """Settings from the ``SPR_*`` environment; raises SettingsError naming each bad variable."""
@@ -172,6 +235,35 @@ class ScorerSettings(BaseSettings):
     @property
     def detector_model_path(self) -> Path | None:
         return None if self.scorer_detector_model is None else Path(self.scorer_detector_model)
+
+    def http_api_key(self) -> str | None:
+        """The key HTTP requests must carry, or None with SPR_SCORER_AUTH=none.
+
+        Raises SettingsError when auth is on without a (non-empty) key, or off with a key set: an empty
+        value must never silently switch authentication off (compose passes unset variables as "").
+        """
+        key = None if self.scorer_api_key is None else self.scorer_api_key.get_secret_value()
+        if self.scorer_auth == "none":
+            if key:
+                raise SettingsError(
+                    "SPR_SCORER_API_KEY: is set but SPR_SCORER_AUTH=none switches auth off; set "
+                    "SPR_SCORER_AUTH=api_key to require the key, or unset SPR_SCORER_API_KEY"
+                )
+            return None
+        if not key or not key.strip():
+            raise SettingsError(
+                "SPR_SCORER_API_KEY: is required (non-empty) while SPR_SCORER_AUTH=api_key (the default); "
+                "set a key, or SPR_SCORER_AUTH=none to serve without auth on a trusted network"
+            )
+        return key
+
+    def scoring_limits(self) -> ScoringLimits:
+        """The per-request (HTTP) and per-group (queue) limits on work."""
+        return ScoringLimits(
+            max_candidates=self.scorer_max_candidates,
+            max_objects=self.scorer_max_objects,
+            max_box_pairs=self.scorer_max_box_pairs,
+        )
 
     def worker_options(self) -> ScoreOptions:
         """The scoring options the queue worker applies to every candidate group."""
@@ -198,6 +290,9 @@ def describe_settings_error(exc: ValidationError) -> str:
     """One line per invalid setting, named by its environment variable (never echoing secrets)."""
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
+        if not error["loc"]:  # a check across settings: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
         name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":

@@ -69,6 +69,14 @@ class ScorerMetrics:
             ["stream"],
             registry=r,
         )
+        self.refused = Counter(
+            "spr_scorer_refused",
+            "Requests (http) and candidate groups (queue) refused by a limit, by reason: too_large "
+            "(body), too_many_candidates, too_many_objects, too_many_box_pairs, image_too_large, "
+            "pixel_budget, auth, header_timeout, body_timeout.",
+            ["source", "reason"],
+            registry=r,
+        )
         self.dead_lettered = Counter(
             "spr_scorer_groups_dead_lettered", "Candidate groups sent to the dead-letter stream.", registry=r
         )

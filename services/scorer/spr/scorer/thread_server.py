@@ -1,7 +1,7 @@
 """Running the app under uvicorn inside this process, on a thread (benchmarks, tests, the demo).
 
-``spr scorer serve`` calls uvicorn directly; this is for callers that need the server next to them
-and its address back, e.g. a load generator in the same script.
+``spr scorer serve`` runs uvicorn in the foreground; this is for callers that need the server next to
+them and its address back, e.g. a load generator in the same script.
 """
 
 from __future__ import annotations
@@ -12,16 +12,33 @@ from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
+from spr.scorer.serve_config import uvicorn_config
+from spr.scorer.settings import ScorerSettings
 from spr.shared.processes import free_port
 
 
 class ServerThread:
-    """``with ServerThread(app) as server:`` serves ``app`` on ``server.url`` until the block ends."""
+    """``with ServerThread(app, settings) as server:`` serves ``app`` on ``server.url`` until the block ends.
 
-    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    For callers that need the server next to them (a load generator in the same script, tests); with
+    ``settings`` it runs exactly :func:`spr.scorer.serve_config.uvicorn_config`, without them
+    uvicorn's defaults.
+    """
+
+    def __init__(
+        self,
+        app: FastAPI,
+        settings: ScorerSettings | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on")
+        if settings is None:
+            config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on")
+        else:
+            config = uvicorn_config(settings, app, host=host, port=self.port)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="spr-scorer-uvicorn", daemon=True)
 

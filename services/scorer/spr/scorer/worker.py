@@ -14,6 +14,7 @@ import threading
 import time
 
 from pydantic import ValidationError
+from spr.scorer.limits import LimitError
 from spr.scorer.scoring import Scorer
 from spr.scorer.settings import ScorerSettings, SettingsError
 from spr.scorer.telemetry import ScorerMetrics
@@ -60,8 +61,10 @@ class GroupHandler:
         try:
             group = delivery.parse(CandidateGroup)
             result = self.scorer.score_group(group)
-        except (ValidationError, PermanentError):
+        except (ValidationError, PermanentError) as exc:
             self.metrics.dead_lettered.inc()
+            if isinstance(exc.__cause__, LimitError):  # over SPR_SCORER_MAX_*: dead-lettered with it
+                self.metrics.refused.labels("queue", exc.__cause__.reason).inc()
             raise
         self.metrics.observe_scores("queue", result.scores)
         if result.pair is None:

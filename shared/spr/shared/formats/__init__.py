@@ -13,12 +13,14 @@ Parsing never raises on model output: what could not be read is listed in ``Pars
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Sequence
 
 from spr.shared.formats import ferret, internvl, kosmos2, qwen2vl, qwen3vl, qwen25vl, shikra
 from spr.shared.formats.codec import Codec, FormatError, PhraseBoxes, checked_box
 from spr.shared.formats.grids import BoxT
-from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
+from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseProblem, ParseResult, Size
 
 __all__ = [
     "FAMILY_FORMATS",
@@ -72,7 +74,36 @@ def parse(
     spans index the phrase text in ``text``; box spans index each box's coordinate text. Problems (malformed,
     truncated, out-of-range or inverted boxes) are listed, never raised.
     """
-    return _codec(fmt).parse(text, image_size, resized_size)
+    codec = _codec(fmt)
+    try:
+        return codec.parse(text, image_size, resized_size)
+    except ValueError:
+        # int() refuses strings of more digits than sys.get_int_max_str_digits() (4300 by default):
+        # model output, so a problem, not an exception. Rare enough to give up on the whole text.
+        too_long = _too_long_number(text)
+        if too_long is None:
+            raise
+        start, end = too_long
+        return ParseResult(
+            phrases=[],
+            problems=[
+                ParseProblem(
+                    kind="malformed_box",
+                    message=f"a number of {end - start} digits cannot be a coordinate (Python reads at "
+                    f"most {sys.get_int_max_str_digits()}); no box of this text was read",
+                    span=(start, end),
+                )
+            ],
+        )
+
+
+def _too_long_number(text: str) -> tuple[int, int] | None:
+    """Span of the first run of digits longer than Python's int-string limit, if any."""
+    limit = sys.get_int_max_str_digits()
+    if limit == 0:
+        return None
+    found = re.search(rf"\d{{{limit + 1},}}", text)
+    return None if found is None else found.span()
 
 
 def render_box(
