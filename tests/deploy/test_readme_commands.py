@@ -132,3 +132,72 @@ def test_the_curl_example_uses_the_published_scorer_port(render: Render) -> None
     for line in curls:
         port = re.search(r"localhost:(\d+)/", line)
         assert port is not None and int(port.group(1)) in published, line
+
+
+ONE_GPU = "Your model on one GPU box, without docker"
+
+
+def _one_gpu_lines() -> list[str]:
+    return _bash_lines(_section(ONE_GPU))
+
+
+def _exports() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in _one_gpu_lines():
+        if line.startswith("export "):
+            for word in shlex.split(line)[1:]:
+                name, value = word.split("=", 1)
+                values[name] = value.replace(
+                    "$SPR_TRAINER_OUTPUT_DIR", values.get("SPR_TRAINER_OUTPUT_DIR", "")
+                )
+    return values
+
+
+def test_the_one_gpu_section_sets_only_real_settings() -> None:
+    from spr.demo.settings_doc import variables
+
+    known = {var for _, var, _, _ in variables()}
+    exported = {name for name in _exports() if name.startswith("SPR_")}
+    assert exported <= known, f"the README exports settings no service reads: {sorted(exported - known)}"
+    assert _exports()["SPR_GENERATOR_ENGINE"] == "vllm"
+    assert _exports()["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+
+
+def test_the_one_gpu_spr_commands_parse_and_train_keeps_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spr.trainer.config import TrainerSettings, parse_train_args
+
+    for name, value in _exports().items():
+        monkeypatch.setenv(name, value)
+    parser = build_parser()
+    spr_lines = [
+        shlex.split(line.removesuffix("&"))[1:]
+        for line in _one_gpu_lines()
+        if line.startswith(".venv/bin/spr ")
+    ]
+    assert [argv[0] for argv in spr_lines].count("train") == 2  # round one and round two
+    sources = []
+    for argv in spr_lines:
+        args = parser.parse_args(argv)
+        assert callable(args.handler), argv
+        if argv[0] == "regions":
+            sources.append(args.source)
+        if argv[0] == "train":
+            argv = [str(ROOT / a) if a.startswith("trainer/configs/") else a for a in argv[1:]]
+            ours, dpo = parse_train_args([*argv, "--use_cpu", "true"], TrainerSettings())
+            assert ours.model == _exports()["SPR_TRAINER_MODEL"]
+            assert dpo.output_dir == _exports()["SPR_TRAINER_OUTPUT_DIR"]
+            assert ours.from_queue
+    assert len(set(sources)) == 2, "round two must publish under a new source (new task ids)"
+
+
+def test_round_two_serves_the_adapter_round_one_wrote() -> None:
+    exports = _exports()
+    assert exports["SPR_GENERATOR_ADAPTER"] == exports["SPR_TRAINER_OUTPUT_DIR"] + "/adapter"
+    import yaml
+
+    lora_r = yaml.safe_load((ROOT / "trainer" / "configs" / "qwen2vl-7b-1gpu.yaml").read_text())["lora_r"]
+    for line in _one_gpu_lines():
+        if " serve " in line:
+            words = shlex.split(line)
+            assert "--enable-lora" in words
+            assert int(words[words.index("--max-lora-rank") + 1]) >= lora_r
