@@ -175,18 +175,6 @@ def _histogram(title: str, values: Iterable[float], colour: str, bins: int = 20)
     )
 
 
-def summary_json(pairs: Sequence[PreferencePair]) -> str:
-    """Counts and mean scores as JSON (for logs and tests)."""
-    n = len(pairs)
-    return json.dumps(
-        {
-            "pairs": n,
-            "mean_chosen": sum(p.chosen.scores.total for p in pairs) / n if n else None,
-            "mean_rejected": sum(p.rejected.scores.total for p in pairs) / n if n else None,
-        }
-    )
-
-
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>

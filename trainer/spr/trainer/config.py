@@ -250,8 +250,3 @@ def parse_train_args(
     except (ValueError, OSError) as exc:
         raise TrainConfigError(f"spr train: {exc}") from exc
     return ours, dpo
-
-
-def load_config_file(path: Path) -> tuple[SprTrainConfig, DPOConfig]:
-    """Parse one YAML config file with no overrides (used to check shipped configs)."""
-    return parse_train_args(["--config", str(path)])

@@ -45,8 +45,3 @@ class ModelLoadError(ScorerError):
 
     status_code = 503
     code = "not_ready"
-
-
-class NotReadyError(ScorerError):
-    status_code = 503
-    code = "not_ready"
