@@ -14,8 +14,7 @@ from spr.shared.formats import (
     replace_boxes,
     strip_boxes,
 )
-from spr.shared.formats.grids import BoxT
-from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
+from spr.shared.schemas import GROUNDING_FORMATS, BoxT, GroundingFormat, ParseResult, Size
 
 IMAGE = Size(width=1000, height=500)
 RESIZED = Size(width=500, height=250)

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from spr.shared.formats import parse, render, replace_boxes, strip_boxes
-from spr.shared.formats.grids import BoxT
-from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseResult, Size
+from spr.shared.schemas import GROUNDING_FORMATS, BoxT, GroundingFormat, ParseResult, Size
 
 PROPERTY = settings(max_examples=60, deadline=None)
 WORDS = ["a", "red", "cup", "the", "large", "dog", "on", "table", "two", "plates", "blue", "car"]

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("ferret", "shikra", "qwen2vl", "qwen25vl", "qwen3vl", "internvl", "kosmos2")
+from spr.shared.format_names import GROUNDING_FORMATS as FORMATS
 
 
 def register(subparsers: Any) -> None:

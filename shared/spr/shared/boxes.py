@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from spr.shared.schemas import LocalizationMode
+from spr.shared.schemas import BoxT, LocalizationMode
 
-BoxT = tuple[float, float, float, float]
 BoxesLike = Sequence[BoxT] | npt.NDArray[np.float64]
 
 __all__ = [
@@ -80,7 +79,7 @@ def iou_matrix(a: BoxesLike, b: BoxesLike) -> npt.NDArray[np.float64]:
     )
     union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
     # Divide only where the union is positive (a floor such as max(union, 1e-12) would shrink the IoU
-    # of boxes with sides under ~1e-5 px, and disagree with the Python loop of _best_matches).
+    # of boxes with sides under ~1e-5 px, and disagree with the Python loop of _paper_pass).
     iou: npt.NDArray[np.float64] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
     return iou
 
@@ -122,7 +121,9 @@ def localization_score(
     if n == 0 or len(pred) == 0:
         return Localization(0.0, [])
     if mode == "paper":
-        # max_j p[i, j] is the best IoU when it reaches the threshold, else 0: no matrix needed.
+        if n * len(pred) <= _PYTHON_PAIRS_MAX:
+            return _paper_pass(gt, _with_areas(gt), pred, threshold, threshold)[0]
+        # max_j p[i, j] is the best IoU when it reaches the threshold, else 0.
         best, best_iou = _best_matches(gt, pred)
         matches = [
             Match(i, j, v)
@@ -157,6 +158,8 @@ def refine_boxes(pred: Sequence[BoxT], gt: Sequence[BoxT], *, threshold: float =
     _check_threshold(threshold)
     if len(pred) == 0 or len(gt) == 0:
         return list(pred)
+    if len(pred) * len(gt) <= _PYTHON_PAIRS_MAX:
+        return _paper_pass(gt, _with_areas(gt), pred, threshold, threshold)[1]
     best, best_iou = _best_matches(pred, gt)
     return [gt[j] if v > threshold else box for box, j, v in zip(pred, best, best_iou, strict=True)]
 
@@ -231,7 +234,11 @@ def _paper_pass(
     threshold: float,
     refine_threshold: float,
 ) -> tuple[Localization, list[BoxT]]:
-    """S_loc ("paper") and refinement in one pass over the GT x prediction pairs (small inputs)."""
+    """S_loc ("paper") and refinement in one pass over the GT x prediction pairs (small inputs).
+
+    The one IoU loop in Python: ``localization_score`` and ``refine_boxes`` use it for small inputs too
+    (taking the half they need), larger inputs go to :func:`iou_matrix`.
+    """
     # Each prediction's best GT (refinement) and each GT's best prediction (S_loc) are tracked at once;
     # strict ">" keeps the lowest index on ties, as localization_score and refine_boxes do.
     n = len(gt_rows)
@@ -286,36 +293,13 @@ _PYTHON_PAIRS_MAX = 128
 
 
 def _best_matches(a: Sequence[BoxT], b: Sequence[BoxT]) -> tuple[list[int], list[float]]:
-    """For each box of ``a``: the index of its best-IoU box in ``b`` (lowest on ties) and that IoU."""
-    if len(a) * len(b) > _PYTHON_PAIRS_MAX:
-        iou = iou_matrix(a, b)
-        best = iou.argmax(axis=1)
-        return best.tolist(), iou[np.arange(len(a)), best].tolist()
-    b_rows = [(bx1, by1, bx2, by2, (bx2 - bx1) * (by2 - by1)) for bx1, by1, bx2, by2 in b]
-    best_j: list[int] = []
-    best_v: list[float] = []
-    for ax1, ay1, ax2, ay2 in a:
-        area_a = (ax2 - ax1) * (ay2 - ay1)
-        top = 0.0
-        top_j = 0
-        j = -1
-        for bx1, by1, bx2, by2, area_b in b_rows:
-            j += 1
-            # Conditional expressions, not min()/max(): a builtin call costs ~10x more here.
-            iw = (ax2 if ax2 < bx2 else bx2) - (ax1 if ax1 > bx1 else bx1)
-            if iw <= 0.0:
-                continue
-            ih = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
-            if ih <= 0.0:
-                continue
-            inter = iw * ih
-            union = area_a + area_b - inter
-            if union > 0.0 and inter / union > top:
-                top = inter / union
-                top_j = j
-        best_j.append(top_j)
-        best_v.append(float(top))
-    return best_j, best_v
+    """For each box of ``a``: the index of its best-IoU box in ``b`` (lowest on ties) and that IoU.
+
+    For inputs over ``_PYTHON_PAIRS_MAX`` pairs (smaller ones take :func:`_paper_pass`).
+    """
+    iou = iou_matrix(a, b)
+    best = iou.argmax(axis=1)
+    return best.tolist(), iou[np.arange(len(a)), best].tolist()
 
 
 def _check_threshold(threshold: float) -> None:

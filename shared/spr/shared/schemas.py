@@ -12,17 +12,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from spr.shared.format_names import GROUNDING_FORMATS as GROUNDING_FORMATS
+from spr.shared.format_names import GroundingFormat as GroundingFormat
 
-GroundingFormat = Literal["ferret", "shikra", "qwen2vl", "qwen25vl", "qwen3vl", "internvl", "kosmos2"]
-GROUNDING_FORMATS: tuple[GroundingFormat, ...] = (
-    "ferret",
-    "shikra",
-    "qwen2vl",
-    "qwen25vl",
-    "qwen3vl",
-    "internvl",
-    "kosmos2",
-)
 LocalizationMode = Literal["paper", "hungarian"]
 # (a) full image + region box in text; (b) (a) + the crop as a second image; (c) (a) + object hints.
 PromptType = Literal["box", "box_crop", "box_hints"]
@@ -34,7 +26,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
-def _check_box(value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+# A box as the code passes it around: (x1, y1, x2, y2) floats, absolute pixels of the original image.
+BoxT = tuple[float, float, float, float]
+
+
+def _check_box(value: BoxT) -> BoxT:
     x1, y1, x2, y2 = value
     if not all(math.isfinite(v) for v in value):
         raise ValueError("box coordinates must be finite numbers (absolute pixels [x1, y1, x2, y2])")
@@ -47,7 +43,7 @@ def _check_box(value: tuple[float, float, float, float]) -> tuple[float, float, 
 
 
 Box = Annotated[
-    tuple[float, float, float, float],
+    BoxT,
     AfterValidator(_check_box),
     Field(description="Box [x1, y1, x2, y2] in absolute pixels of the original image; x1 < x2, y1 < y2."),
 ]

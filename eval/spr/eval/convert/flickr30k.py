@@ -26,12 +26,12 @@ from typing import Literal
 
 from spr.eval.convert import ConversionStats
 from spr.eval.data import EvalDataError, RecExample, write_jsonl
+from spr.shared.schemas import BoxT
 
 logger = logging.getLogger(__name__)
 
 MultiBox = Literal["union", "first"]
 PHRASE = re.compile(r"\[/EN#(\d+)((?:/[^/\s\]]+)+)\s+([^\]]+)\]")
-BoxT = tuple[float, float, float, float]
 
 
 def parse_sentence(line: str) -> list[tuple[str, str]]:

@@ -16,9 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from spr.shared.schemas import Phrase, Size
-
-BoxT = tuple[float, float, float, float]
+from spr.shared.schemas import BoxT, Phrase, Size
 
 
 def crop_rect(region: BoxT, width: int, height: int) -> tuple[int, int, int, int]:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from spr.generator.coordinates import BoxT, crop_rect
+from spr.generator.coordinates import crop_rect
 from spr.shared.errors import SprError
-from spr.shared.schemas import GroundingFormat, PromptRecord, PromptType, RegionTask, Size
+from spr.shared.schemas import BoxT, GroundingFormat, PromptRecord, PromptType, RegionTask, Size
 
 if TYPE_CHECKING:
     from PIL.Image import Image

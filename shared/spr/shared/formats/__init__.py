@@ -19,8 +19,7 @@ from collections.abc import Sequence
 
 from spr.shared.formats import ferret, internvl, kosmos2, qwen2vl, qwen3vl, qwen25vl, shikra
 from spr.shared.formats.codec import Codec, FormatError, PhraseBoxes, checked_box
-from spr.shared.formats.grids import BoxT
-from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, ParseProblem, ParseResult, Size
+from spr.shared.schemas import GROUNDING_FORMATS, BoxT, GroundingFormat, ParseProblem, ParseResult, Size
 
 __all__ = [
     "FAMILY_FORMATS",

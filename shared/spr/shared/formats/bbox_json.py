@@ -18,9 +18,9 @@ import re
 from collections.abc import Callable
 
 from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
-from spr.shared.formats.grids import BoxT, LinearGrid
+from spr.shared.formats.grids import LinearGrid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
-from spr.shared.schemas import ParseResult, Size
+from spr.shared.schemas import BoxT, ParseResult, Size
 
 _OBJECT = re.compile(r"\{[^{}]*(\})?")
 # An object in the common spelling, {"bbox_2d": [ints], "label": "..."}, read in one match (hot path);

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
-from spr.shared.formats.grids import BoxT, GridBox, LinearGrid
+from spr.shared.formats.grids import GridBox, LinearGrid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
-from spr.shared.schemas import ParseResult, Size
+from spr.shared.schemas import BoxT, ParseResult, Size
 
 # After "[": a bracket that may be a box; the fast alternative (the common spelling) is built per format.
 _BRACKET = r"(?P<G>(?=\s*[-+.\d]|\s*\Z)(?P<content>[^\[\]\n]*)(?P<close>\])?)"

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from spr.shared.errors import SprError
-from spr.shared.formats.grids import BoxT
-from spr.shared.schemas import ParseResult, Size
+from spr.shared.schemas import BoxT, ParseResult, Size
 
 PhraseBoxes = Sequence[tuple[str, Sequence[BoxT]]]
 G = TypeVar("G")

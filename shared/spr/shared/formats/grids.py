@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-BoxT = tuple[float, float, float, float]
+from spr.shared.schemas import BoxT
+
 GridBox = tuple[int, int, int, int]
 
 # Float slack when a decoded cell boundary is encoded again (col / 32 * W * 32 / W may land just

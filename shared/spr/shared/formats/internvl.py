@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 
 from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
-from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
+from spr.shared.formats.grids import LinearGrid, linear_grid
 from spr.shared.formats.parsing import ParseBuilder, read_numbers
 from spr.shared.formats.tagged import content_span, parse_tagged, read_linear_pair, report_unreadable
-from spr.shared.schemas import ParseResult, Size
+from spr.shared.schemas import BoxT, ParseResult, Size
 
 # The "<" shared by every event is written once, before the alternatives: a literal prefix lets the
 # regex engine skip plain text quickly instead of trying each alternative at every character.

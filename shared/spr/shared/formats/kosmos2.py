@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 
 from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
-from spr.shared.formats.grids import BoxT, CellGrid, cell_grid
+from spr.shared.formats.grids import CellGrid, cell_grid
 from spr.shared.formats.parsing import ParseBuilder, snippet
 from spr.shared.formats.tagged import content_span, parse_tagged, report_unreadable
-from spr.shared.schemas import ParseResult, Size
+from spr.shared.schemas import BoxT, ParseResult, Size
 
 CELLS = 32
 DELIMITER = "</delimiter_of_multi_objects/>"

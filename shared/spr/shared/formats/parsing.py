@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from spr.shared.formats.grids import BoxT, LinearGrid
-from spr.shared.schemas import ParseProblem, ParseResult, Phrase, ProblemKind
+from spr.shared.formats.grids import LinearGrid
+from spr.shared.schemas import BoxT, ParseProblem, ParseResult, Phrase, ProblemKind
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 
 from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
-from spr.shared.formats.grids import BoxT, LinearGrid, linear_grid
+from spr.shared.formats.grids import LinearGrid, linear_grid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers
 from spr.shared.formats.tagged import content_span, parse_tagged, read_linear_pair, report_unreadable
-from spr.shared.schemas import ParseResult, Size
+from spr.shared.schemas import BoxT, ParseResult, Size
 
 REF_START, REF_END = "<|object_ref_start|>", "<|object_ref_end|>"
 BOX_START, BOX_END = "<|box_start|>", "<|box_end|>"

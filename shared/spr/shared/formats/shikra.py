@@ -25,7 +25,8 @@ from functools import lru_cache
 
 from spr.shared.formats.bracketed import BracketCodec, BracketFrame, Reader
 from spr.shared.formats.codec import FormatError
-from spr.shared.formats.grids import BoxT, GridBox, encode_span, linear_grid
+from spr.shared.formats.grids import GridBox, encode_span, linear_grid
+from spr.shared.schemas import BoxT
 
 # Shikra writes thousandths of the square's side; the image's own grid (what the shared parser decodes
 # on) has 1000 steps across the image.
