@@ -54,11 +54,24 @@ def test_status_table_uses_spr_redis_url(
         "LAG",
         "OLDEST",
         "IDLE",
+        "DONE",
+        "DEAD",
     ]
-    assert lines[1].split()[:7] == ["spr:tasks", "3", "3", "generator", "1", "1", "1"]
-    assert lines[2].split() == ["spr:candidates", "1", "1", "scorer", "1", "0", "0", "-"]
-    assert lines[3].split() == ["spr:pairs", "0", "0", "-", "-", "-", "-", "-"]
-    assert lines[-1] == "dead letters: 1"
+    tasks = lines[1].split()
+    assert tasks[:7] == ["spr:tasks", "3", "3", "generator", "1", "1", "1"]
+    assert tasks[-2:] == ["1", "0"]  # DONE, DEAD
+    assert lines[2].split() == ["spr:candidates", "1", "1", "scorer", "1", "0", "0", "-", "0", "1"]
+    assert lines[3].split() == ["spr:pairs", "0", "0", "-", "-", "-", "-", "-", "-", "-"]
+    # Consumers per group with what they hold and their idle time.
+    assert lines[4] == ""
+    assert lines[5].split() == ["GROUP", "CONSUMER", "PENDING", "IDLE"]
+    assert lines[6].split()[:3] == ["spr:tasks/generator", "gen-1", "1"]
+    assert lines[7].split()[:3] == ["spr:candidates/scorer", "sc-1", "0"]
+    assert lines[-2] == "dead letters: 1"
+    assert lines[-1] == (
+        "WARNING: spr:candidates/scorer dead-lettered 1 of 1 finished entries: see `spr queue dead`, "
+        "fix the cause, then `spr queue requeue --stream spr:candidates`"
+    )
 
 
 def test_dead_lists_dead_letters(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,6 +84,14 @@ class LocalRedis:
         stop_process(self._proc)
         self._proc = None
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (no shutdown save; the AOF keeps what it had written)."""
+        if self._proc is None:
+            return
+        self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+
     def __enter__(self) -> LocalRedis:
         self.start()
         return self

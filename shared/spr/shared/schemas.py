@@ -159,7 +159,12 @@ class CandidateGroup(StrictModel):
 
     @property
     def group_id(self) -> str:
-        return f"g-{self.task.task_id}"
+        return self.make_id(self.task.task_id)
+
+    @staticmethod
+    def make_id(task_id: str) -> str:
+        """The group id of a task's candidates (its item id on spr:candidates and in the scorer's ledger)."""
+        return f"g-{task_id}"
 
 
 class Scores(StrictModel):

@@ -73,6 +73,16 @@ class TrainerSettings(BaseSettings):
         default=None,
         description="Where spool, checkpoints and adapter go (the --output-dir default; YAML or flag wins).",
     )
+    queue_reconnect_timeout_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="Seconds the pull retries a lost Redis (exponential back-off) before giving up.",
+    )
+    queue_stale_consumer_s: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="Consumers idle this many seconds with nothing pending are removed from their group.",
+    )
 
     def parser_defaults(self) -> dict[str, Any]:
         """The parser defaults these settings give (only the ones set)."""
@@ -130,6 +140,19 @@ class SprTrainConfig:
     visibility_timeout_s: float = field(
         default=60.0, metadata={"help": "Seconds before an unacknowledged pair is redelivered."}
     )
+    reconnect_timeout_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds the pull retries a lost Redis before giving up (SPR_QUEUE_RECONNECT_TIMEOUT_S)."
+        },
+    )
+    stale_consumer_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "Remove consumers of group trainers idle this long with nothing pending "
+            "(SPR_QUEUE_STALE_CONSUMER_S)."
+        },
+    )
     round_size: int | None = field(
         default=None,
         metadata={
@@ -166,6 +189,10 @@ class SprTrainConfig:
             self.redis_url = settings.redis_url
         if self.data_root is None and settings.data_root is not None:
             self.data_root = str(settings.data_root)
+        if self.reconnect_timeout_s is None:
+            self.reconnect_timeout_s = settings.queue_reconnect_timeout_s
+        if self.stale_consumer_s is None:
+            self.stale_consumer_s = settings.queue_stale_consumer_s
 
     def validate(self) -> None:
         """Raise TrainConfigError naming the field and the fix for inconsistent settings."""

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from spr.shared.queue import STREAM_PAIRS, Delivery, Queue
+from spr.shared.queue import STREAM_PAIRS, Delivery, Queue, QueueUnavailable
+from spr.shared.queue.reconnect import RedisLost, wait_for_redis
 from spr.shared.queue.worker import describe_error
 from spr.shared.schemas import PreferencePair
 from spr.trainer.config import TRAINER_GROUP
@@ -112,6 +113,7 @@ class Puller:
         return self.stats
 
     def _loop(self, started: float) -> StopReason:
+        next_prune = time.monotonic()
         while True:
             if self.stop_event.is_set():
                 return "stopped"
@@ -126,21 +128,33 @@ class Puller:
             if self.timeout_s is not None:
                 left_ms = int((self.timeout_s - (time.monotonic() - started)) * 1000)
                 block_ms = max(1, min(block_ms, left_ms))
-            undecodable: list[str] = []
-            deliveries = self.queue.consume(
-                STREAM_PAIRS,
-                self.group,
-                self.consumer,
-                count=count,
-                block_ms=block_ms,
-                undecodable=undecodable,
-            )
-            # Entries that are not even UTF-8 text: the queue dead-lettered them (raw bytes kept).
-            self.stats.invalid += len(undecodable)
-            if deliveries:
-                self._handle(deliveries)
-            elif self.until_empty and self._drained():
-                return "drained"
+            try:
+                if time.monotonic() >= next_prune:
+                    self.queue.remove_stale_consumers(STREAM_PAIRS, self.group)
+                    next_prune = time.monotonic() + self.queue.config.stale_consumer_s / 2
+                undecodable: list[str] = []
+                deliveries = self.queue.consume(
+                    STREAM_PAIRS,
+                    self.group,
+                    self.consumer,
+                    count=count,
+                    block_ms=block_ms,
+                    undecodable=undecodable,
+                )
+                # Entries that are not even UTF-8 text: the queue dead-lettered them (raw bytes kept).
+                self.stats.invalid += len(undecodable)
+                if deliveries:
+                    self._handle(deliveries)
+                elif self.until_empty and self._drained():
+                    return "drained"
+            except RedisLost:
+                raise
+            except QueueUnavailable as exc:
+                # Pairs already spooled but not acknowledged come back after the visibility timeout and
+                # are dropped as duplicates then.
+                who = f"trainer {self.consumer} on {STREAM_PAIRS}/{self.group}"
+                if not wait_for_redis(self.queue, exc, who=who, stop=self.stop_event):
+                    return "stopped"
 
     def _handle(self, deliveries: list[Delivery]) -> None:
         self.stats.delivered += len(deliveries)

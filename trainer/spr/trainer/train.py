@@ -81,7 +81,14 @@ def make_puller(cfg: SprTrainConfig, spool: Spool) -> Puller:
 
     if cfg.redis_url is None:
         raise TrainConfigError("redis_url is not set: pass --redis_url or set SPR_REDIS_URL")
-    queue = Queue.from_url(cfg.redis_url, QueueConfig(visibility_timeout_s=cfg.visibility_timeout_s))
+    queue = Queue.from_url(
+        cfg.redis_url,
+        QueueConfig(
+            visibility_timeout_s=cfg.visibility_timeout_s,
+            reconnect_timeout_s=300.0 if cfg.reconnect_timeout_s is None else cfg.reconnect_timeout_s,
+            stale_consumer_s=3600.0 if cfg.stale_consumer_s is None else cfg.stale_consumer_s,
+        ),
+    )
     queue.ping()
     return Puller(
         queue,
@@ -172,6 +179,8 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         }
     done = ledger.done()
     if not done:
+        if puller is not None:
+            raise NothingToTrain(explain_no_pairs(puller, summary))
         raise NothingToTrain(
             f"no pairs to train in {source.identity}: pull some first (--from_queue) or pass --dataset"
         )
@@ -187,6 +196,35 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
     path = summary.write(output_dir)
     logger.info("training summary written to %s", path)
     return summary
+
+
+def explain_no_pairs(puller: Puller, summary: TrainSummary) -> str:
+    """Why pulling left nothing to train: this run's spool first, then the pipeline upstream."""
+    from spr.shared.queue import QueueUnavailable
+    from spr.shared.queue.diagnosis import pipeline_causes
+
+    causes: list[str] = []
+    stats = puller.stats
+    rejected = (summary.spool or {}).get("rejected") or {}
+    if rejected:
+        listed = ", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
+        causes.append(
+            f"the spool rejected every pair it received ({listed}; see rejects.jsonl in the spool): "
+            "e.g. raise --max_length for too_long"
+        )
+    if stats.failed:
+        causes.append(
+            f"{stats.failed} pair deliveries could not be spooled (their image is missing under the data "
+            "root?): check SPR_DATA_ROOT / --data_root, then `spr queue requeue --stream spr:pairs`"
+        )
+    if stats.invalid:
+        causes.append(f"{stats.invalid} entries of spr:pairs were not valid pairs (dead-lettered)")
+    try:
+        causes += pipeline_causes(puller.queue)
+    except QueueUnavailable as exc:
+        causes.append(f"(the queue could not be asked why: {exc})")
+    stopped = f" (pulling stopped: {stats.stopped}, {stats.delivered} delivered)"
+    return "no pairs to train" + stopped + ":\n  - " + "\n  - ".join(causes or ["no cause found"])
 
 
 def _pull_with_progress(puller: Puller, spool: Spool, cfg: SprTrainConfig, *, disable: bool) -> None:

@@ -120,6 +120,25 @@ class GeneratorSettings(BaseSettings):
     queue_max_deliveries: int = Field(default=3, ge=1)
     queue_backlog_limit: int = Field(default=1000, ge=0)
     queue_block_ms: int = Field(default=1000, ge=0)
+    queue_reconnect_timeout_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="Seconds a worker retries a lost Redis (exponential back-off) before exiting.",
+    )
+    queue_stale_consumer_s: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="Consumers idle this many seconds with nothing pending are removed from their group.",
+    )
+    queue_alarm_window: int = Field(
+        default=20, ge=1, description="The dead-letter alarm looks at the worker's last N entries."
+    )
+    queue_alarm_fraction: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Log an ERROR (once per window) when more than this fraction was dead-lettered.",
+    )
 
     @model_validator(mode="after")
     def _engine_needs(self) -> GeneratorSettings:

@@ -64,6 +64,10 @@ def run_queue(
             max_deliveries=settings.queue_max_deliveries,
             backlog_limit=settings.queue_backlog_limit,
             block_ms=settings.queue_block_ms,
+            reconnect_timeout_s=settings.queue_reconnect_timeout_s,
+            stale_consumer_s=settings.queue_stale_consumer_s,
+            alarm_window=settings.queue_alarm_window,
+            alarm_fraction=settings.queue_alarm_fraction,
         ),
     )
     generator = build_generator(settings) if generator is None else generator

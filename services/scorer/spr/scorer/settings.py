@@ -179,6 +179,25 @@ class ScorerSettings(BaseSettings):
     queue_block_ms: int = Field(
         default=1000, ge=0, description="How long a consumer blocks waiting for entries (ms)."
     )
+    queue_reconnect_timeout_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="Seconds a worker retries a lost Redis (exponential back-off) before exiting.",
+    )
+    queue_stale_consumer_s: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="Consumers idle this many seconds with nothing pending are removed from their group.",
+    )
+    queue_alarm_window: int = Field(
+        default=20, ge=1, description="The dead-letter alarm looks at the worker's last N entries."
+    )
+    queue_alarm_fraction: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Log an ERROR (once per window) when more than this fraction was dead-lettered.",
+    )
 
     @field_validator("data_root")
     @classmethod
@@ -283,6 +302,10 @@ class ScorerSettings(BaseSettings):
             max_deliveries=self.queue_max_deliveries,
             backlog_limit=self.queue_backlog_limit,
             block_ms=self.queue_block_ms,
+            reconnect_timeout_s=self.queue_reconnect_timeout_s,
+            stale_consumer_s=self.queue_stale_consumer_s,
+            alarm_window=self.queue_alarm_window,
+            alarm_fraction=self.queue_alarm_fraction,
         )
 
 

@@ -28,6 +28,7 @@ from spr.shared.queue import (
     WorkerStats,
     run_worker,
 )
+from spr.shared.queue.config import LEDGER_SCORER
 from spr.shared.schemas import CandidateGroup
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 GROUP = "scorers"
 # Outcome ledger: group id -> "pair" or "no pair: <reason>", idempotent under redelivery, so operators
 # (and `spr demo`) can count pairs made and skipped by reason across every scorer worker.
-LEDGER = "scorer"
+LEDGER = LEDGER_SCORER
 PAIR_OUTCOME = "pair"
 
 

@@ -23,6 +23,13 @@ class QueueConfig:
         consumer group) is above this many entries.
     block_ms: how long consume() waits for new entries by default, in milliseconds (0: do not wait).
     backpressure_timeout_s: give up waiting on backpressure after this many seconds (None: wait forever).
+    reconnect_timeout_s: a worker that lost Redis retries (exponential back-off) this many seconds, then
+        exits with a clear message.
+    stale_consumer_s: consumers idle longer than this many seconds with nothing pending are deleted
+        from their group (at worker start and every so often while it runs).
+    alarm_window: the dead-letter alarm looks at a worker's last this many entries.
+    alarm_fraction: it logs at ERROR (once per window) when more than this fraction of them was
+        dead-lettered.
     """
 
     visibility_timeout_s: float = 60.0
@@ -30,6 +37,10 @@ class QueueConfig:
     backlog_limit: int = 1000
     block_ms: int = 1000
     backpressure_timeout_s: float | None = None
+    reconnect_timeout_s: float = 300.0
+    stale_consumer_s: float = 3600.0
+    alarm_window: int = 20
+    alarm_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.visibility_timeout_s < 0:
@@ -42,6 +53,14 @@ class QueueConfig:
             raise ValueError("QueueConfig.block_ms must be >= 0 milliseconds")
         if self.backpressure_timeout_s is not None and self.backpressure_timeout_s < 0:
             raise ValueError("QueueConfig.backpressure_timeout_s must be >= 0 seconds or None")
+        if self.reconnect_timeout_s < 0:
+            raise ValueError("QueueConfig.reconnect_timeout_s must be >= 0 seconds")
+        if self.stale_consumer_s <= 0:
+            raise ValueError("QueueConfig.stale_consumer_s must be > 0 seconds")
+        if self.alarm_window < 1:
+            raise ValueError("QueueConfig.alarm_window must be >= 1 entries")
+        if not 0.0 <= self.alarm_fraction < 1.0:
+            raise ValueError("QueueConfig.alarm_fraction must be in [0, 1)")
 
     @property
     def visibility_timeout_ms(self) -> int:
@@ -64,6 +83,11 @@ def errors_key(stream: str, group: str) -> str:
     Holds only entries that are failing right now: ack and dead-lettering remove their field.
     """
     return f"spr:errors:{stream}:{group}"
+
+
+# The scorer's outcome ledger (group id -> "pair" / "no pair: <reason>"): the trainer reads it to
+# explain an empty spr:pairs.
+LEDGER_SCORER = "scorer"
 
 
 def outcomes_key(ledger: str) -> str:

@@ -21,6 +21,7 @@ class GroupInfo:
     pending: int
     last_delivered_id: str
     lag: int | None
+    entries_read: int | None = None  # entries delivered to the group so far (Redis >= 7)
 
     def backlog(self, stream_length: int) -> int:
         """Entries this group still has to finish: undelivered + delivered-but-unacknowledged."""
@@ -43,9 +44,30 @@ def read_groups(client: redis.Redis, stream: str) -> list[GroupInfo]:
             pending=int(group["pending"]),
             last_delivered_id=str(group["last-delivered-id"]),
             lag=None if group.get("lag") is None else int(group["lag"]),
+            entries_read=None if group.get("entries-read") is None else int(group["entries-read"]),
         )
         for group in raw
     ]
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """One consumer of a group, from XINFO CONSUMERS: entries it holds and ms since it last read."""
+
+    name: str
+    pending: int
+    idle_ms: int
+
+
+def read_consumers(client: redis.Redis, stream: str, group: str) -> list[ConsumerInfo]:
+    """The group's consumers; empty when the stream or the group does not exist."""
+    try:
+        raw: list[dict[str, Any]] = client.xinfo_consumers(stream, group)
+    except redis.ResponseError as exc:
+        if "no such key" in str(exc).lower() or "nogroup" in str(exc).lower():
+            return []
+        raise
+    return [ConsumerInfo(name=str(c["name"]), pending=int(c["pending"]), idle_ms=int(c["idle"])) for c in raw]
 
 
 def stream_backlog(client: redis.Redis, stream: str) -> int:

@@ -36,7 +36,7 @@ from spr.shared.queue.delivery import Delivery
 from spr.shared.queue.entries import UndecodableEntry, decode_fields, raw_fields_b64, text
 from spr.shared.queue.errors import BackpressureTimeout, translate_redis_errors
 from spr.shared.queue.groups import safe_trim_id, stream_backlog
-from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH
+from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH, REMOVE_STALE_CONSUMERS
 from spr.shared.queue.status import QueueStatus, collect_status
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class Queue:
         self.dead_stream = dead_stream
         self._publish_script = client.register_script(PUBLISH)
         self._dead_letter_script = client.register_script(DEAD_LETTER)
+        self._remove_stale_script = client.register_script(REMOVE_STALE_CONSUMERS)
         self._groups_ready: set[tuple[str, str]] = set()
         # XAUTOCLAIM is a cursor scan over the pending list; keeping the cursor makes successive calls
         # cover all of it even when its head belongs to consumers that are still working.
@@ -100,6 +101,16 @@ class Queue:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    @property
+    def client(self) -> redis.Redis:
+        """The decoding client, for operator tools (recovery) that need plain Redis commands."""
+        return self._client
+
+    @property
+    def raw_client(self) -> redis.Redis:
+        """The same server with undecoded (bytes) replies: read stream entries with it."""
+        return self._raw
 
     def ping(self) -> None:
         """Raise QueueUnavailable unless Redis answers."""
@@ -373,6 +384,31 @@ class Queue:
         """Lengths, consumer groups, pending, lag, oldest idle and recent rate, and dead letters."""
         with translate_redis_errors(self.url):
             return collect_status(self._client, self._raw, streams, self.dead_stream)
+
+    def remove_stale_consumers(self, stream: str, group: str, idle_s: float | None = None) -> list[str]:
+        """Delete consumers of ``group`` idle over ``idle_s`` (default ``config.stale_consumer_s``) that
+        hold no pending entry; returns their names. A live consumer reads at least every ``block_ms``,
+        and one deleted by mistake is recreated by its next read, so this never loses work.
+        """
+        idle_ms = round((self.config.stale_consumer_s if idle_s is None else idle_s) * 1000)
+        with translate_redis_errors(self.url):
+            try:
+                removed = self._remove_stale_script(keys=[stream], args=[group, idle_ms])
+            except redis.ResponseError as exc:
+                if "no such key" in str(exc).lower() or "nogroup" in str(exc).lower():
+                    return []
+                raise
+        names = [text(name) for name in removed or []]
+        if names:
+            logger.info(
+                "removed %d stale consumer(s) of %s/%s (idle > %.0f s, nothing pending): %s",
+                len(names),
+                stream,
+                group,
+                idle_ms / 1000,
+                ", ".join(names),
+            )
+        return names
 
     def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
         """The newest ``limit`` dead letters, newest first; a damaged one is listed with ``malformed`` set."""

@@ -47,3 +47,36 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
+
+# KEYS[1] stream; ARGV[1] group, ARGV[2] idle threshold (ms).
+# Deletes the group's consumers idle longer than the threshold that hold no pending entry, and returns
+# their names. One script, so no consumer can take an entry between the check and the delete (a
+# consumer deleted with pending entries would orphan them until another consumer's reclaim).
+REMOVE_STALE_CONSUMERS = """
+local removed = {}
+local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, consumer in ipairs(consumers) do
+  local info = {}
+  for i = 1, #consumer, 2 do
+    info[consumer[i]] = consumer[i + 1]
+  end
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    table.insert(removed, info['name'])
+  end
+end
+return removed
+"""
+
+# KEYS[1] dead-letter stream, KEYS[2] origin stream; ARGV[1] dead entry id, ARGV[2] item id,
+# ARGV[3] payload. Re-adds the payload to its origin stream, then deletes the dead letter: if XADD
+# fails the script stops before XDEL, so a dead letter is never dropped without its copy. Returns the
+# new entry id, or nil when the dead letter is gone (requeued already: running twice is harmless).
+REQUEUE = """
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
+  return false
+end
+local entry_id = redis.call('XADD', KEYS[2], '*', 'item_id', ARGV[2], 'data', ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return entry_id
+"""

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 from spr.shared.errors import validation_problems
+from spr.shared.queue.alarm import DeadLetterAlarm
 from spr.shared.queue.delivery import Delivery
 from spr.shared.queue.errors import BackpressureTimeout, PermanentError, QueueUnavailable
 from spr.shared.queue.queue import Queue
+from spr.shared.queue.reconnect import RedisLost, wait_for_redis
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +59,26 @@ def run_worker(
     ``handle`` must write its output (e.g. publish downstream) before returning: the entry is acked
     right after. An exception from ``handle`` is a failed attempt (retried, dead-lettered after
     ``max_deliveries``); a pydantic ValidationError or PermanentError dead-letters the entry at once
-    (poison input). QueueUnavailable and BackpressureTimeout are not the entry's fault: they stop the
-    worker, leaving the entry pending for a later reclaim.
+    (poison input), as does an entry the queue cannot decode. BackpressureTimeout stops the worker,
+    leaving the entry pending for a later reclaim. A lost Redis connection (QueueUnavailable) is waited
+    out with back-off for ``reconnect_timeout_s`` (the entry in hand stays pending and is reclaimed
+    after the visibility timeout), then stops the worker with :class:`RedisLost`.
+
+    Consumers of ``group`` idle past ``stale_consumer_s`` with nothing pending are removed at start and
+    every half of that period. When more than ``alarm_fraction`` of the last ``alarm_window`` entries
+    were dead-lettered, an ERROR names the reasons and the fix (:class:`DeadLetterAlarm`).
 
     Entries are taken one at a time so none waits in a local batch while its visibility timeout runs.
     Returns when ``stop`` is set, after ``max_items`` entries, or after ``idle_exit_s`` seconds without
     any entry.
     """
     stats = WorkerStats()
+    config = queue.config
+    alarm = DeadLetterAlarm(stream, group, window=config.alarm_window, fraction=config.alarm_fraction)
+    who = f"worker {consumer} on {stream}/{group}"
     last_activity = time.monotonic()
-    block_ms = queue.config.block_ms
+    next_prune = time.monotonic()
+    block_ms = config.block_ms
     while not stop.is_set():
         if max_items is not None and stats.handled >= max_items:
             break
@@ -74,28 +86,44 @@ def run_worker(
         if idle_exit_s is not None:
             remaining_s = idle_exit_s - (time.monotonic() - last_activity)
             if remaining_s <= 0:
-                logger.info(
-                    "worker %s on %s/%s: idle for %.1f s, exiting", consumer, stream, group, idle_exit_s
-                )
+                logger.info("%s: idle for %.1f s, exiting", who, idle_exit_s)
                 break
             wait_ms = max(1, min(block_ms, round(remaining_s * 1000)))
-        undecodable: list[str] = []  # dead-lettered by the queue while reading (not UTF-8, no fields)
-        deliveries = queue.consume(
-            stream, group, consumer, count=1, block_ms=wait_ms, undecodable=undecodable
-        )
-        stats.dead_lettered += len(undecodable)
-        if not deliveries:
-            continue
-        last_activity = time.monotonic()
-        for delivery in deliveries:
-            _handle_one(queue, delivery, handle, stats)
+        try:
+            if time.monotonic() >= next_prune:
+                queue.remove_stale_consumers(stream, group)
+                next_prune = time.monotonic() + config.stale_consumer_s / 2
+            undecodable: list[str] = []  # dead-lettered by the queue while reading (not UTF-8, no fields)
+            deliveries = queue.consume(
+                stream, group, consumer, count=1, block_ms=wait_ms, undecodable=undecodable
+            )
+            for entry_id in undecodable:
+                stats.dead_lettered += 1
+                alarm.record(f"undecodable entry {entry_id}")
+            if not deliveries:
+                continue
+            last_activity = time.monotonic()
+            for delivery in deliveries:
+                outcome = _handle_one(queue, delivery, handle, stats)
+                if outcome is not _RETRY:
+                    alarm.record(outcome)
+        except RedisLost:
+            raise
+        except QueueUnavailable as exc:
+            if not wait_for_redis(queue, exc, who=who, stop=stop):
+                break
         last_activity = time.monotonic()  # idle time counts from the end of the work, not its start
     return stats
 
 
+# _handle_one's outcome for a failed attempt that will be retried (neither done nor dead).
+_RETRY = "retry"
+
+
 def _handle_one(
     queue: Queue, delivery: Delivery, handle: Callable[[Delivery], None], stats: WorkerStats
-) -> None:
+) -> str | None:
+    """Handle, then ack or fail the entry; returns None (done), the dead-letter reason, or _RETRY."""
     try:
         handle(delivery)
     except (QueueUnavailable, BackpressureTimeout):
@@ -112,6 +140,7 @@ def _handle_one(
             delivery.group,
             error,
         )
+        return error
     except Exception as exc:
         error = describe_error(exc)
         dead = queue.fail(delivery, error)
@@ -131,6 +160,7 @@ def _handle_one(
             error,
             exc_info=logger.isEnabledFor(logging.DEBUG),
         )
-    else:
-        queue.ack(delivery)
-        stats.processed += 1
+        return error if dead else _RETRY
+    queue.ack(delivery)
+    stats.processed += 1
+    return None
