@@ -10,12 +10,10 @@ import logging
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
 
 from spr.shared.errors import SprError
-from spr.shared.processes import free_port, stop_process
+from spr.shared.processes import ChildServer, free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +30,13 @@ def is_reachable(host: str, port: int, timeout_s: float = 0.2) -> bool:
         return False
 
 
-class LocalRedis:
+class LocalRedis(ChildServer):
     """Start ``redis-server`` on a free port with its files in ``workdir``; stop it on exit.
 
     ``persistent=True`` turns on the append-only file so that a restarted server keeps its streams.
     """
+
+    start_timeout_s = 10.0
 
     def __init__(self, workdir: Path, *, port: int | None = None, persistent: bool = False) -> None:
         self.workdir = workdir
@@ -48,7 +48,7 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> str:
+    def _launch(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisServerError(
@@ -69,14 +69,18 @@ class LocalRedis:
         ]
         args += ["--appendonly", "yes" if self.persistent else "no"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while not is_reachable("127.0.0.1", self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RedisServerError(f"redis-server did not start on 127.0.0.1:{self.port}")
-            time.sleep(0.02)  # polling the port until the deadline
+
+    def _ready(self) -> bool:
+        if not is_reachable("127.0.0.1", self.port):
+            return False
         logger.info("started private redis-server on port %d", self.port)
-        return self.url
+        return True
+
+    def _running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _start_failed(self, *, timed_out: bool, timeout_s: float) -> Exception:
+        return RedisServerError(f"redis-server did not start on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
         if self._proc is None:
@@ -91,12 +95,3 @@ class LocalRedis:
         self._proc.kill()
         self._proc.wait()
         self._proc = None
-
-    def __enter__(self) -> LocalRedis:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

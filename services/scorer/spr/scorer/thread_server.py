@@ -7,23 +7,23 @@ them and its address back, e.g. a load generator in the same script.
 from __future__ import annotations
 
 import threading
-import time
-from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
 from spr.scorer.serve_config import uvicorn_config
 from spr.scorer.settings import ScorerSettings
-from spr.shared.processes import free_port
+from spr.shared.processes import ChildServer, free_port
 
 
-class ServerThread:
+class ServerThread(ChildServer):
     """``with ServerThread(app, settings) as server:`` serves ``app`` on ``server.url`` until the block ends.
 
     For callers that need the server next to them (a load generator in the same script, tests); with
     ``settings`` it runs exactly :func:`spr.scorer.serve_config.uvicorn_config`, without them
-    uvicorn's defaults.
+    uvicorn's defaults. :meth:`start` returns once the server accepts requests (models loaded).
     """
+
+    poll_s = 0.01
 
     def __init__(
         self,
@@ -46,26 +46,21 @@ class ServerThread:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 60.0) -> None:
-        """Start serving; returns once the server accepts requests (models loaded)."""
+    def _launch(self) -> None:
         self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the scorer server stopped during start-up (see its log)")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the scorer server did not start within {timeout_s} s")
-            time.sleep(0.01)  # polling uvicorn's started flag, with a deadline
+
+    def _ready(self) -> bool:
+        return bool(self.server.started)
+
+    def _running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _start_failed(self, *, timed_out: bool, timeout_s: float) -> Exception:
+        if timed_out:
+            return TimeoutError(f"the scorer server did not start within {timeout_s} s")
+        return RuntimeError("the scorer server stopped during start-up (see its log)")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self.server.should_exit = True
-        self._thread.join(timeout_s)
-
-    def __enter__(self) -> ServerThread:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)

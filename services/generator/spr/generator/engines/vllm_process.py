@@ -11,23 +11,25 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from spr.generator.engines.protocol import EngineError
-from spr.shared.processes import free_port, stop_process
+from spr.shared.processes import ChildServer, free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
 
-class LocalVllmServer:
+class LocalVllmServer(ChildServer):
     """``python -m vllm.entrypoints.openai.api_server --model MODEL`` on a free loopback port.
 
     ``python``: the interpreter with vLLM. ``args``: extra server arguments (e.g. ``--dtype float32``).
     ``env``: extra environment variables (e.g. ``VLLM_CPU_KVCACHE_SPACE``). Output goes to ``log_path``.
+    :meth:`start` waits until ``/health`` answers 200 (600 s unless told).
     """
+
+    start_timeout_s = 600.0
+    poll_s = 0.5
 
     def __init__(
         self,
@@ -61,39 +63,34 @@ class LocalVllmServer:
         except OSError:
             return ""
 
-    def start(self, timeout_s: float = 600.0) -> str:
-        """Start the server and wait until ``/health`` answers 200; returns the base URL."""
-        import httpx
-
+    def _launch(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._proc.poll() is not None:
-                raise EngineError(f"vLLM server exited with {self._proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2.0).status_code == 200:
-                    logger.info("vLLM server healthy at %s", self.url)
-                    return self.url
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise EngineError(f"vLLM server not healthy within {timeout_s} s:\n{self.log_tail()}")
-            time.sleep(0.5)  # polling /health until the deadline
+
+    def _ready(self) -> bool:
+        """Whether ``/health`` answers 200."""
+        import httpx
+
+        try:
+            healthy = httpx.get(self.url + "/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+        if healthy:
+            logger.info("vLLM server healthy at %s", self.url)
+        return healthy
+
+    def _running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _start_failed(self, *, timed_out: bool, timeout_s: float) -> Exception:
+        if timed_out:
+            return EngineError(f"vLLM server not healthy within {timeout_s} s:\n{self.log_tail()}")
+        returncode = None if self._proc is None else self._proc.returncode
+        return EngineError(f"vLLM server exited with {returncode}:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self._proc is None:
             return
         stop_process(self._proc, grace_s=30)
         self._proc = None
-
-    def __enter__(self) -> LocalVllmServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
