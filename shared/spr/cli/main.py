@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spr.eval.cli",
     "spr.bench.cli",
     "spr.demo.cli",
+    "spr.demo.loop_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -144,6 +144,28 @@ class Candidate(StrictModel):
     tokens: int = Field(default=0, ge=0, description="Generated token count.")
 
 
+class PolicyVersion(StrictModel):
+    """Which policy produced a sample: the base model plus (after training round k) round k's adapter.
+
+    ``round`` 0 is the base model (no adapter). Published and announced by the trainer
+    (:mod:`spr.shared.policy`); recorded on candidate groups and on each pair's provenance.
+    """
+
+    model_id: str = Field(min_length=1, description="The base model the adapter applies to.")
+    round: int = Field(ge=0, description="Training rounds behind this policy; 0 = the base model.")
+    adapter_hash: str | None = Field(
+        default=None, description="sha256 (16 hex digits) of the adapter's files; null for the base model."
+    )
+    adapter_dir: str | None = Field(
+        default=None, description="The published adapter folder (as the publisher saw it); null for the base."
+    )
+
+    @property
+    def key(self) -> str:
+        """Short stable id: ``r<round>-<hash>`` (``r0-base`` for the base model)."""
+        return f"r{self.round}-{self.adapter_hash or 'base'}"
+
+
 class CandidateGroup(StrictModel):
     """All sampled descriptions of one region task: the scorer's unit of work."""
 
@@ -156,6 +178,9 @@ class CandidateGroup(StrictModel):
     canonical_prompt: str = Field(description="Prompt type (a) text: the one pairs are trained under.")
     prompts: list[PromptRecord]
     candidates: list[Candidate]
+    policy: PolicyVersion | None = Field(
+        default=None, description="The policy that sampled the candidates; null when not recorded."
+    )
 
     @property
     def group_id(self) -> str:
@@ -188,6 +213,9 @@ class PairSide(StrictModel):
 class Provenance(StrictModel):
     generator_model: str
     scorer_settings_hash: str
+    policy: PolicyVersion | None = Field(
+        default=None, description="The policy whose samples made the pair; null when not recorded."
+    )
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

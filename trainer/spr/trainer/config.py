@@ -167,6 +167,23 @@ class SprTrainConfig:
         default_factory=lambda: list(DEFAULT_TARGET_MODULES),
         metadata={"help": "Module names LoRA adapts (default: the language model's projections)."},
     )
+    publish_policy: bool = field(
+        default=False,
+        metadata={
+            "help": "After each round, copy its adapter to <policies_dir>/round-NNN and announce it on "
+            "spr:policy (generators with SPR_GENERATOR_FOLLOW_POLICY=true load it between tasks)."
+        },
+    )
+    policies_dir: str | None = field(
+        default=None, metadata={"help": "Where published policies go (default: <output_dir>/policies)."}
+    )
+    max_policy_staleness: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train round k+1 only on pairs sampled by policy rounds >= k - N (0 = on-policy only); "
+            "older pairs are acknowledged and counted as stale, never spooled. Default: train every pair."
+        },
+    )
     merge_adapter: bool = field(
         default=False,
         metadata={"help": "Also save the base model with the adapter merged (<output_dir>/merged)."},
@@ -221,6 +238,15 @@ class SprTrainConfig:
             raise TrainConfigError(
                 f"dataset {self.dataset!r} does not exist: pass a pairs jsonl (`spr scorer run --out`), a "
                 "spool folder or a `spr pairs export` folder"
+            )
+        if self.max_policy_staleness is not None and self.max_policy_staleness < 0:
+            raise TrainConfigError(
+                f"max_policy_staleness must be >= 0 rounds (got {self.max_policy_staleness}); "
+                "0 = on-policy only"
+            )
+        if (self.publish_policy or self.max_policy_staleness is not None) and not self.from_queue:
+            raise TrainConfigError(
+                "publish_policy and max_policy_staleness work with --from_queue (the online loop)"
             )
         for name in ("max_pairs", "round_size", "pull_batch", "lora_r", "lora_alpha"):
             value = getattr(self, name)

@@ -49,6 +49,7 @@ class PullStats:
     rejected: int = 0
     failed: int = 0
     invalid: int = 0
+    stale: int = 0  # sampled by a policy older than the staleness cap allows: acked, not spooled
     acked: int = 0
     stopped: StopReason | None = None
     seconds: float = 0.0
@@ -77,6 +78,7 @@ class Puller:
         batch_size: int = 16,
         block_ms: int = 500,
         on_batch: Callable[[PullStats], None] | None = None,
+        accept: Callable[[PreferencePair], bool] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -90,6 +92,7 @@ class Puller:
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.on_batch = on_batch
+        self.accept = accept
         self.stats = PullStats()
         self.stop_event = threading.Event()
         self._changed = threading.Condition()
@@ -167,6 +170,16 @@ class Puller:
                 error = describe_error(exc)  # names the fields, never echoes the payload
                 logger.warning("dead-lettering invalid pair entry %s: %s", delivery.entry_id, error)
                 self.queue.fail(delivery, f"not a valid PreferencePair: {error}", permanent=True)
+        if self.accept is not None:
+            fresh: list[tuple[Delivery, PreferencePair]] = []
+            for delivery, pair in valid:
+                if self.accept(pair):
+                    fresh.append((delivery, pair))
+                    continue
+                self.queue.ack(delivery)  # sampled by a policy too old to train on: dropped, counted
+                self.stats.stale += 1
+                self.stats.acked += 1
+            valid = fresh
         results = self.spool.append_many([pair for _, pair in valid])
         # The batch is on disk (fsynced): only now acknowledge it.
         for (delivery, _), result in zip(valid, results, strict=True):

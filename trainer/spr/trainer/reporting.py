@@ -98,6 +98,7 @@ class TrainSummary:
     final_metrics: dict[str, float] = field(default_factory=dict)
     adapter_dir: str | None = None
     merged_dir: str | None = None
+    policies: list[dict[str, Any]] = field(default_factory=list)  # published this run (publish_policy)
     wall_time_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:

@@ -27,13 +27,16 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spr.shared.errors import SprError
+from spr.shared.schemas import PreferencePair
 from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
 from spr.trainer.dataset import PairSource
 from spr.trainer.pairs_file import import_pairs_file, is_pairs_file
+from spr.trainer.policy_rounds import announce_round, staleness_filter
 from spr.trainer.pull import Puller, PullStats
 from spr.trainer.reporting import MetricsLogCallback, QuietProgressCallback, RoundReport, TrainSummary
 from spr.trainer.rounds import Round, RoundLedger, last_complete_checkpoint, round_dir
@@ -76,7 +79,9 @@ def open_spool(cfg: SprTrainConfig, args: DPOConfig) -> Spool:
     )
 
 
-def make_puller(cfg: SprTrainConfig, spool: Spool) -> Puller:
+def make_puller(
+    cfg: SprTrainConfig, spool: Spool, accept: Callable[[PreferencePair], bool] | None = None
+) -> Puller:
     from spr.shared.queue import Queue, QueueConfig
 
     if cfg.redis_url is None:
@@ -99,6 +104,7 @@ def make_puller(cfg: SprTrainConfig, spool: Spool) -> Puller:
         until_empty=cfg.until_empty,
         timeout_s=cfg.timeout_s,
         batch_size=cfg.pull_batch,
+        accept=accept,
     )
 
 
@@ -148,7 +154,7 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         )
         if cfg.from_queue:
             assert spool is not None
-            puller = make_puller(cfg, spool)
+            puller = make_puller(cfg, spool, staleness_filter(cfg, ledger))
             if cfg.round_size is None:
                 _pull_with_progress(puller, spool, cfg, disable=bool(args.disable_tqdm))
             else:
@@ -156,6 +162,8 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         while (planned := _next_round(ledger, source, cfg, puller)) is not None:
             report = train_round(planned, cfg, args, processor, source)
             ledger.complete(planned, report.steps)
+            if cfg.publish_policy:
+                summary.policies.append(announce_round(cfg, output_dir, planned))
             summary.rounds.append(report)
             summary.pairs_trained += planned.pairs
             summary.steps += report.steps_this_run

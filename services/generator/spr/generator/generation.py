@@ -35,6 +35,7 @@ from spr.shared.schemas import (
     GroundingFormat,
     ParseProblem,
     Phrase,
+    PolicyVersion,
     RegionTask,
     Size,
 )
@@ -106,6 +107,8 @@ class CandidateGenerator:
         self.data_root = data_root
         self.resize_rule = resize_rule
         self.model_id = model_id or engine.model_id
+        # The policy sampling now (set by spr.generator.policy_follow); recorded on every group.
+        self.policy: PolicyVersion | None = None
 
     def load_image(self, task: RegionTask) -> Image:
         """The task's image from the data root, as RGB. Raises TaskError if missing or mismatched."""
@@ -202,6 +205,7 @@ class CandidateGenerator:
             canonical_prompt=canonical,
             prompts=[prompt.record for prompt in item.prompts],
             candidates=candidates,
+            policy=self.policy,
         )
 
     def parse(

@@ -51,6 +51,11 @@ class GeneratorSettings(BaseSettings):
         "running server (--enable-lora, VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), the path as the server "
         "sees it.",
     )
+    generator_follow_policy: bool = Field(
+        default=False,
+        description="Before each task, load the newest policy the trainer announced on spr:policy (its "
+        "adapter folder as this process sees it) and record it on the groups: the online loop.",
+    )
     generator_model_id: str | None = Field(
         default=None, description="Model id recorded on candidate groups (default: served name or folder)."
     )

@@ -76,9 +76,19 @@ def run_queue(
     throughput = Throughput(log_every=settings.generator_log_every)
     stop = threading.Event() if stop is None else stop
     threads = settings.generator_worker_threads
+    follower = None
+    if settings.generator_follow_policy:
+        from spr.generator.policy_follow import PolicyFollower
+        from spr.shared.policy import PolicyBoard
+
+        follower = PolicyFollower(PolicyBoard.from_url(settings.redis_url), generator)
+    switching = threading.Lock()
 
     def handle(delivery: Delivery) -> None:
         task = delivery.parse(RegionTask)
+        if follower is not None:
+            with switching:  # between tasks: one thread switches, the others wait for it
+                follower.refresh()
         started = time.monotonic()
         try:
             (group,) = generator.generate([task])

@@ -98,7 +98,9 @@ def preference_pair(
             refined=False,
         ),
         margin=pair.margin,
-        provenance=Provenance(generator_model=group.model_id, scorer_settings_hash=scorer_settings_hash),
+        provenance=Provenance(
+            generator_model=group.model_id, scorer_settings_hash=scorer_settings_hash, policy=group.policy
+        ),
     )
 
 

@@ -79,6 +79,8 @@ class TransformersEngine:
         if adapter is not None:
             model = _merge_adapter(model, adapter)
         self.model: Any = model.to(self._device).eval()
+        self._model_dir = model_dir
+        self._torch_dtype = torch_dtype
         self._model_id = model_id or (str(model_dir) if adapter is None else f"{model_dir}+{adapter}")
         eos = self.model.generation_config.eos_token_id
         self._eos_ids: set[int] = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
@@ -92,6 +94,20 @@ class TransformersEngine:
 
     def close(self) -> None:
         """Nothing to release beyond what garbage collection frees."""
+
+    def load_adapter(self, adapter: Path) -> None:
+        """Sample from base + ``adapter`` from now on: the base is reloaded and the adapter merged into it
+        (adapters of successive rounds are not stacked). Waits for a running ``generate`` to finish."""
+        from transformers import AutoModelForImageTextToText
+
+        if not (adapter / "adapter_config.json").is_file():
+            raise EngineError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+        auto_model: Any = AutoModelForImageTextToText
+        base = auto_model.from_pretrained(self._model_dir, dtype=self._torch_dtype)
+        model = _merge_adapter(base, adapter).to(self._device).eval()
+        with self._lock:
+            self.model = model
+        logger.info("transformers engine now samples %s + %s", self._model_dir, adapter)
 
     def prepare(self, request: GenerationRequest) -> BatchFeature:
         """The processor's model inputs for ``request`` (token ids, pixel values, image grids), on CPU."""

@@ -124,6 +124,10 @@ class VllmServerEngine:
     def close(self) -> None:
         """Clients are per call; nothing stays open."""
 
+    def load_adapter(self, adapter: Path) -> None:
+        """Load ``adapter`` into the server (``/v1/load_lora_adapter``) and sample with it from now on."""
+        self.served_model_name = self._load_adapter(adapter)
+
     def _only_served_model(self) -> str:
         import httpx
 
