@@ -8,10 +8,10 @@ import pytest
 from spr.shared.queue import STREAM_PAIRS, Queue, QueueConfig
 from spr.shared.schemas import PolicyVersion, PreferencePair, Provenance
 from spr.trainer.config import SprTrainConfig, TrainConfigError
+from spr.trainer.policy_rounds import staleness_filter
 from spr.trainer.pull import Puller
 from spr.trainer.rounds import RoundLedger
 from spr.trainer.spool import Spool
-from spr.trainer.policy_rounds import staleness_filter
 from trainer_fixtures import MakePair
 
 FAST = QueueConfig(visibility_timeout_s=0.05, max_deliveries=2, block_ms=20)
