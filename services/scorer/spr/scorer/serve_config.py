@@ -125,7 +125,9 @@ def uvicorn_config(
         "log_level": log_level,
         "lifespan": "on",
         "http": protocol,
-        "limit_concurrency": settings.scorer_max_connections,
+        # A backstop only: the guarded protocol closes connection N + 1 first, with the JSON envelope
+        # (uvicorn's own 503 is plain text and refuses requests on every open connection at N).
+        "limit_concurrency": settings.scorer_max_connections + 1,
         "timeout_keep_alive": settings.scorer_keep_alive_timeout_s,
     }
     return uvicorn.Config(app, **options)
