@@ -47,3 +47,32 @@ def tiny_qwen3vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from spr.shared.tiny import build_qwen3vl
 
     return build_qwen3vl(Path(tmp_path_factory.mktemp("tiny-qwen3vl")) / "qwen3vl", seed=0)
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Any]:
+    """A factory: ``small_disk(kib)`` mounts a real tmpfs of that size and returns its folder.
+
+    A real full file system (ENOSPC from the kernel), not an injected error; mounting needs root, so
+    tests using it are skipped, with the reason, where mounting is refused.
+    """
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(kib: int) -> Path:
+        folder = tmp_path / f"disk-{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs (needs root): {result.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -172,3 +172,81 @@ def test_second_writer_is_refused_and_bad_folders_are_named(tmp_path: Path, data
         spool.append_many([])  # nothing to do is fine ...
         pair: PreferencePair = make_pair(0, "images/img-000.png")
         spool.append(pair)  # ... a pair needs the data root
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (b"[1, 2]", "expected a JSON object, got list"),
+        (b'{"seq": 1, "image_file": "x", "pair": {}}', "field 'pair_id' should be a str, is missing"),
+        (
+            b'{"seq": "1", "pair_id": "p", "image_file": "x", "pair": {}}',
+            "field 'seq' should be a int, is a str",
+        ),
+    ],
+)
+def test_a_line_that_is_json_but_not_a_spool_row_names_file_and_line(
+    tmp_path: Path, data_root: Path, pairs_factory: MakePair, line: bytes, problem: str
+) -> None:
+    with Spool(tmp_path / "s", data_root=data_root) as spool:
+        spool.append_many([pairs_factory(i) for i in range(3)])
+    shard = tmp_path / "s" / "pairs-000000.jsonl"
+    lines = shard.read_bytes().split(b"\n")
+    lines[1] = line
+    shard.write_bytes(b"\n".join(lines))
+    for readonly in (False, True):
+        with pytest.raises(SpoolCorruptError) as caught:
+            Spool(tmp_path / "s", data_root=data_root, readonly=readonly)
+        message = str(caught.value)
+        assert f"spool file {shard}, line 2: {problem}" in message
+        assert "restore pairs-000000.jsonl from a backup" in message and "--spool_dir" in message
+
+
+def test_a_row_whose_pair_is_invalid_names_file_and_line_when_read(
+    tmp_path: Path, data_root: Path, pairs_factory: MakePair
+) -> None:
+    import json
+
+    with Spool(tmp_path / "s", data_root=data_root) as spool:
+        spool.append_many([pairs_factory(i) for i in range(3)])
+    shard = tmp_path / "s" / "pairs-000000.jsonl"
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]
+    del rows[2]["pair"]["chosen"]
+    shard.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    spool = Spool(tmp_path / "s", readonly=True)
+    assert [r.seq for r in spool.records(0, 2)] == [0, 1]
+    with pytest.raises(
+        SpoolCorruptError, match=r"line 3: pair \S+ is not a valid pair \(chosen: Field required\)"
+    ):
+        spool.records()
+
+
+def test_train_on_a_damaged_spool_is_one_line_naming_the_fix(
+    tmp_path: Path,
+    data_root: Path,
+    pairs_factory: MakePair,
+    tiny_qwen2vl: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from spr.cli.main import main
+    from trainer_fixtures import TINY_CONFIG
+
+    with Spool(tmp_path / "s", data_root=data_root) as spool:
+        spool.append_many([pairs_factory(i) for i in range(3)])
+    shard = tmp_path / "s" / "pairs-000000.jsonl"
+    shard.write_bytes(shard.read_bytes().replace(b'"seq":1', b'"seq":true', 1))
+    argv = [
+        "train",
+        "--config",
+        str(TINY_CONFIG),
+        "--model",
+        str(tiny_qwen2vl),
+        "--dataset",
+        str(tmp_path / "s"),
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert f"spool file {shard}, line 2: field 'seq' should be a int, is a bool" in err
+    assert "Traceback" not in err

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final, Literal
 
-from spr.shared.errors import SprError
+from pydantic import ValidationError
+from spr.shared.errors import SprError, validation_problems
 from spr.shared.schemas import PreferencePair
 from spr.trainer.jsonl import (
     JsonlCorruptError,
@@ -210,7 +211,8 @@ class Spool:
             rows = _rows(path, repair=last and not self.readonly)
             if not last and len(rows) != self.shard_size:
                 raise SpoolCorruptError(f"{path} holds {len(rows)} pairs, expected {self.shard_size}")
-            for row in rows:
+            for line, row in enumerate(rows, start=1):
+                _check_row(path, line, row, _SHARD_FIELDS)
                 if row.get("seq") != self._count:
                     raise SpoolCorruptError(
                         f"{path}: pair {row.get('pair_id')} has seq {row.get('seq')}, expected {self._count}"
@@ -219,7 +221,8 @@ class Spool:
                 self._count += 1
         rejects = self.directory / REJECTS_FILE
         if rejects.exists():
-            for row in _rows(rejects, repair=not self.readonly):
+            for line, row in enumerate(_rows(rejects, repair=not self.readonly), start=1):
+                _check_row(rejects, line, row, _REJECT_FIELDS)
                 self._ids.add(str(row["pair_id"]))
                 self._rejected[str(row["reason"])] += 1
         if self._count or self._rejected:
@@ -255,12 +258,18 @@ class Spool:
         first, last = start // self.shard_size, (end - 1) // self.shard_size
         for shard in range(first, last + 1):
             path = self.directory / f"{SHARD_PREFIX}{shard:06d}.jsonl"
-            for row in _rows(path, repair=False):
+            for line, row in enumerate(_rows(path, repair=False), start=1):
+                _check_row(path, line, row, _SHARD_FIELDS)
                 if start <= row["seq"] < end:
+                    try:
+                        pair = PreferencePair.model_validate(row["pair"])
+                    except ValidationError as exc:
+                        problem = f"pair {row['pair_id']} is not a valid pair ({validation_problems(exc)})"
+                        raise SpoolCorruptError(_damaged(path, line, problem)) from None
                     out.append(
                         SpoolRecord(
                             seq=int(row["seq"]),
-                            pair=PreferencePair.model_validate(row["pair"]),
+                            pair=pair,
                             image_file=str(row["image_file"]),
                             tokens=row.get("tokens"),
                         )
@@ -420,6 +429,33 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# The fields (and their types) every line of a shard / of the rejects file holds.
+_SHARD_FIELDS: Final[dict[str, type]] = {"seq": int, "pair_id": str, "image_file": str, "pair": dict}
+_REJECT_FIELDS: Final[dict[str, type]] = {"pair_id": str, "reason": str}
+
+
+def _damaged(path: Path, line: int, problem: str) -> str:
+    return (
+        f"spool file {path}, line {line}: {problem}. The spool is damaged (edited by hand, or a disk "
+        f"error): restore {path.name} from a backup, or move the spool folder aside and start a new one "
+        "(--spool_dir)"
+    )
+
+
+def _check_row(path: Path, line: int, row: Any, fields: dict[str, type]) -> None:
+    """Raise SpoolCorruptError naming file:line when a parsed line is not a spool row."""
+    if not isinstance(row, dict):
+        raise SpoolCorruptError(_damaged(path, line, f"expected a JSON object, got {type(row).__name__}"))
+    for name, kind in fields.items():
+        value = row.get(name)
+        # bool is an int to Python, never a seq
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            got = "missing" if name not in row else f"a {type(value).__name__}"
+            raise SpoolCorruptError(
+                _damaged(path, line, f"field {name!r} should be a {kind.__name__}, is {got}")
+            )
 
 
 def _rows(path: Path, *, repair: bool) -> list[dict[str, Any]]:

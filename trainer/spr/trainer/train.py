@@ -35,6 +35,7 @@ from spr.shared.errors import SprError
 from spr.shared.schemas import PreferencePair
 from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
 from spr.trainer.dataset import PairSource
+from spr.trainer.disk import checkpoint_writes
 from spr.trainer.pairs_file import import_pairs_file, is_pairs_file
 from spr.trainer.policy_rounds import announce_round, staleness_filter
 from spr.trainer.pull import Puller, PullStats
@@ -161,7 +162,8 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
                 puller.start()  # keep spooling while rounds train
         while (planned := _next_round(ledger, source, cfg, puller)) is not None:
             report = train_round(planned, cfg, args, processor, source)
-            ledger.complete(planned, report.steps)
+            with checkpoint_writes(output_dir, "the round ledger", resume_hint="the round is trained again"):
+                ledger.complete(planned, report.steps)
             if cfg.publish_policy:
                 summary.policies.append(announce_round(cfg, output_dir, planned))
             summary.rounds.append(report)
@@ -192,7 +194,8 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         raise NothingToTrain(
             f"no pairs to train in {source.identity}: pull some first (--from_queue) or pass --dataset"
         )
-    summary.adapter_dir = str(_publish_adapter(output_dir, done[-1]))
+    with checkpoint_writes(output_dir, "the adapter", resume_hint="the trained rounds are kept"):
+        summary.adapter_dir = str(_publish_adapter(output_dir, done[-1]))
     if summary.rounds:
         summary.final_metrics = summary.rounds[-1].metrics
     if cfg.merge_adapter:
@@ -328,9 +331,11 @@ def train_round(
             logger.info("round %d starts from %s", planned.index, previous)
         if checkpoint is not None:
             logger.info("round %d resumes from %s", planned.index, checkpoint)
-        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         adapter_dir = directory / "adapter"
-        trainer.save_model(str(adapter_dir))
+        resume = f"round {planned.index} resumes from its last complete checkpoint"
+        with checkpoint_writes(directory, f"round {planned.index} checkpoints", resume_hint=resume):
+            output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            trainer.save_model(str(adapter_dir))
         steps = int(trainer.state.global_step)
     finally:
         args.output_dir = str(output_dir)
