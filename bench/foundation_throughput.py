@@ -57,7 +57,7 @@ def _make_region(rng: np.random.Generator) -> tuple[list[BoxT], list[list[tuple[
 def _regions(fmt: GroundingFormat, n: int, seed: int) -> list[tuple[list[BoxT], list[str]]]:
     """``n`` candidate texts (rounded up to whole regions) with their region's GT boxes."""
     rng = np.random.default_rng(seed)
-    resized = RESIZED if fmt == "qwen25vl" else None
+    resized = RESIZED if formats.in_resized_image(fmt) else None
     out = []
     for _ in range(-(-n // GROUP)):
         gt, candidates = _make_region(rng)
@@ -80,7 +80,7 @@ def _time(fn: Callable[[], None]) -> float:
 def bench_format(fmt: GroundingFormat, n: int, seed: int, repeat: int = 1) -> dict[str, float]:
     regions = _regions(fmt, n, seed)
     count = sum(len(texts) for _, texts in regions)
-    resized = RESIZED if fmt == "qwen25vl" else None
+    resized = RESIZED if formats.in_resized_image(fmt) else None
 
     def parse_only() -> None:
         for _, texts in regions:

@@ -14,10 +14,10 @@ import pytest
 import torch
 from spr.cli.main import main
 from spr.eval.data import RecAnswer, RecExample, RecPrediction, RegionAnswer, read_jsonl, write_jsonl
-from spr.generator.coordinates import ResizeRule
 from spr.shared.datasets.coco import load_coco
 from spr.shared.datasets.synthetic import write_synthetic_dataset
 from spr.shared.formats import render
+from spr.shared.formats.reader import ResizeRule
 from spr.shared.regions import build_regions
 from spr.shared.schemas import GroundingFormat, RegionTask, Size
 

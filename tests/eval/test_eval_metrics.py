@@ -18,8 +18,8 @@ from spr.eval.data import RecExample
 from spr.eval.prompting import AnswerParser
 from spr.eval.rec import score_answers
 from spr.eval.tables import rec_table, region_table, results_json
-from spr.generator.coordinates import ResizeRule
 from spr.shared.errors import SprError
+from spr.shared.formats.reader import ResizeRule
 from spr.shared.schemas import Size
 
 # A 560 x 280 image; the GT box is exactly 10 % .. 50 % of each side, so every relative grid writes it

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from spr.generator.coordinates import ResizeRule, crop_box_to_image, crop_rect, phrases_to_image
+from spr.generator.coordinates import crop_box_to_image, crop_rect, phrases_to_image
+from spr.shared.formats.reader import ResizeRule
 from spr.shared.schemas import Phrase, Size
 
 

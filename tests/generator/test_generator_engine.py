@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import torch
-from spr.generator.coordinates import ResizeRule
 from spr.generator.engines.protocol import GenerationRequest, Sample
 from spr.generator.engines.transformers_engine import TransformersEngine
 from spr.generator.generation import CandidateGenerator, SamplingConfig, TaskError
@@ -19,6 +18,7 @@ from spr.generator.prompts import PromptSet, PromptTemplate
 from spr.shared.datasets.coco import load_coco
 from spr.shared.datasets.synthetic import write_synthetic_dataset
 from spr.shared.formats import render_box
+from spr.shared.formats.reader import ResizeRule
 from spr.shared.regions import build_regions
 from spr.shared.schemas import RegionTask, Size
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from spr.generator.coordinates import ResizeRule
 from spr.generator.engines.transformers_engine import TransformersEngine
 from spr.generator.factory import build_generator
 from spr.generator.settings import GeneratorSettings
 from spr.shared.datasets.coco import load_coco
 from spr.shared.datasets.synthetic import write_synthetic_dataset
 from spr.shared.formats import render_box
+from spr.shared.formats.reader import ResizeRule
 from spr.shared.regions import build_regions
 from spr.shared.schemas import RegionTask, Size
 

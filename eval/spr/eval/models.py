@@ -7,7 +7,6 @@ configured by the generator's ``SPR_GENERATOR_*`` settings (URL, served model na
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from spr.eval.prompting import AnswerParser
 from spr.shared.errors import SprError
+from spr.shared.formats import in_resized_image
+from spr.shared.formats.reader import format_of_model, resize_rule_of
 from spr.shared.schemas import GroundingFormat
 
 if TYPE_CHECKING:
-    from spr.generator.coordinates import ResizeRule
     from spr.generator.engines.protocol import Engine
 
 logger = logging.getLogger(__name__)
@@ -63,54 +63,27 @@ class EvalModel:
 
 def resolve_format(spec: ModelSpec) -> GroundingFormat:
     """``spec.format``, else the model family's format (config.json ``model_type``)."""
-    from spr.shared.formats import FAMILY_FORMATS
-
     if spec.format is not None:
         return spec.format
     if spec.model is None:
         raise SprError("cannot tell the grounding format: give --format, or --model (the local model folder)")
-    config_path = spec.model / "config.json"
-    try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SprError(f"--model {spec.model}: cannot read its config.json ({exc}); give --format") from None
-    if model_type not in FAMILY_FORMATS:
-        raise SprError(
-            f"model_type {model_type!r} has no known grounding format: give --format (one of "
-            f"{', '.join(sorted(set(FAMILY_FORMATS.values())))})"
-        )
-    return FAMILY_FORMATS[model_type]
+    return format_of_model(spec.model, fix="give --format")
 
 
 def answer_parser(spec: ModelSpec, processor: Any | None = None) -> AnswerParser:
-    """The parser for the spec's format; qwen25vl's resize rule comes from ``processor`` (a loaded
-    processor) or from the model folder's image processor."""
+    """The parser for the spec's format; the resize rule (formats in resized-image pixels) comes from
+    ``processor`` (a loaded processor) or from the model folder's image processor."""
     fmt = resolve_format(spec)
-    rule: ResizeRule | None = None
-    if fmt == "qwen25vl":
-        rule = _resize_rule(spec, processor)
-    return AnswerParser(format=fmt, resize_rule=rule)
-
-
-def _resize_rule(spec: ModelSpec, processor: Any | None) -> ResizeRule:
-    from spr.generator.coordinates import ResizeRule
-
-    if processor is not None:
-        image_processor = processor.image_processor
-    elif spec.model is not None:
-        from transformers import AutoImageProcessor
-
-        auto: Any = AutoImageProcessor
-        image_processor = auto.from_pretrained(spec.model)
-    else:
-        raise SprError(
-            "qwen25vl answers are in the processor-resized image's pixels: give --model (the model "
-            "folder, whose preprocessor_config.json holds the resize rule)"
+    rule = (
+        resize_rule_of(
+            processor,
+            spec.model,
+            fix="give --model (the model folder, whose preprocessor_config.json holds the resize rule)",
         )
-    try:
-        return ResizeRule.from_image_processor(image_processor)
-    except ValueError as exc:
-        raise SprError(str(exc)) from None
+        if in_resized_image(fmt)
+        else None
+    )
+    return AnswerParser(format=fmt, resize_rule=rule)
 
 
 def load_model(spec: ModelSpec, **settings_overrides: object) -> EvalModel:

@@ -1,10 +1,10 @@
 """REC prompts (templates as data, one per grounding format) and answer parsing.
 
-Answers are read exactly as in training: :func:`spr.shared.formats.parse` with the model's format, and
-for ``qwen25vl`` the processor-resized image size from the generator's
-:class:`~spr.generator.coordinates.ResizeRule`. The **prediction is the first box the answer writes**
-(in text order); an answer without a parsable box is a miss (IoU 0). Boxes come back in absolute
-pixels of the original image.
+Answers are read exactly as in training, by the reader the generator uses
+(:class:`spr.shared.formats.reader.GroundingReader`: the model's format and, for the formats whose
+coordinates are in the processor-resized image, its resize rule). The **prediction is the first box
+the answer writes** (in text order); an answer without a parsable box is a miss (IoU 0). Boxes come
+back in absolute pixels of the original image.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from spr.shared.errors import SprError
+from spr.shared.formats.reader import GroundingReader
 from spr.shared.schemas import GROUNDING_FORMATS, GroundingFormat, Size
 
 if TYPE_CHECKING:
-    from spr.generator.coordinates import ResizeRule
     from spr.shared.boxes import BoxT
-    from spr.shared.schemas import ParseResult
 
 DEFAULT_REC_PROMPTS = "rec_prompts.yaml"
 
@@ -110,30 +109,9 @@ class ParsedAnswer:
 
 
 @dataclass(frozen=True)
-class AnswerParser:
-    """Reads answers of one grounding format. ``resize_rule`` is required for ``qwen25vl``."""
-
-    format: GroundingFormat
-    resize_rule: ResizeRule | None = None
-
-    def __post_init__(self) -> None:
-        if self.format == "qwen25vl" and self.resize_rule is None:
-            raise SprError(
-                "qwen25vl answers are in the processor-resized image's pixels: give --model (the model "
-                "folder, whose preprocessor_config.json holds the resize rule)"
-            )
-
-    def resized_size(self, image_size: Size) -> Size | None:
-        """The processor-resized size of an image (qwen25vl only; None for the other formats)."""
-        if self.format != "qwen25vl" or self.resize_rule is None:
-            return None
-        return self.resize_rule.resized(image_size.width, image_size.height)
-
-    def parse(self, text: str, image_size: Size) -> ParseResult:
-        """Every grounded phrase of ``text``; boxes in pixels of the ``image_size`` original image."""
-        from spr.shared.formats import parse
-
-        return parse(text, self.format, image_size=image_size, resized_size=self.resized_size(image_size))
+class AnswerParser(GroundingReader):
+    """The shared grounding reader (:class:`spr.shared.formats.reader.GroundingReader`) with REC's rule
+    on top: the prediction is the answer's first box."""
 
     def read(self, text: str, image_size: Size) -> ParsedAnswer:
         """The answer's boxes (original-image pixels) and its predicted box: the first one."""

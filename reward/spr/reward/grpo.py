@@ -82,8 +82,8 @@ def build_dataset(cfg: SprGrpoConfig, tasks: list[RegionTask], processor: Any) -
     """GRPO rows: conversational ``prompt``, ``images`` (the file, decoded lazily), ``spr_task`` (JSON)."""
     import datasets
     from PIL import Image
-    from spr.generator.coordinates import ResizeRule
     from spr.generator.prompts import PromptSet, build_prompt
+    from spr.shared.formats.reader import ResizeRule
 
     fmt: GroundingFormat = cfg.format  # type: ignore[assignment]  # validated against GROUNDING_FORMATS
     template = PromptSet.load(Path(cfg.prompts_file) if cfg.prompts_file else None).canonical

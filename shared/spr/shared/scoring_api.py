@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
+from spr.shared.formats import in_resized_image
 from spr.shared.schemas import (
+    GROUNDING_FORMATS,
     AnnotatedObject,
     Box,
     GroundingFormat,
@@ -43,8 +45,9 @@ __all__ = [
     "SemanticScore",
 ]
 
-# Formats whose coordinates are pixels of the image as resized by the model's processor.
-RESIZED_SIZE_FORMATS: frozenset[str] = frozenset({"qwen25vl"})
+# Formats whose coordinates are pixels of the image as resized by the model's processor (a property of
+# each format: spr.shared.formats.in_resized_image).
+RESIZED_SIZE_FORMATS: frozenset[str] = frozenset(fmt for fmt in GROUNDING_FORMATS if in_resized_image(fmt))
 
 
 class ImageInput(StrictModel):

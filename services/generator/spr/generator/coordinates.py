@@ -7,16 +7,14 @@ Two other spaces appear at the model's edge:
   possibly scaled when it is sent; boxes a template asks for "relative to the crop" are parsed in the
   sent crop's pixels and mapped back with :func:`crop_box_to_image`;
 * the **resized image** Qwen2.5-VL writes absolute coordinates in: the processor's ``smart_resize`` rule
-  (:class:`ResizeRule`) gives its size.
+  (:class:`spr.shared.formats.reader.ResizeRule`, shared with ``spr eval``) gives its size.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
-from spr.shared.schemas import BoxT, Phrase, Size
+from spr.shared.schemas import BoxT, Phrase
 
 
 def crop_rect(region: BoxT, width: int, height: int) -> tuple[int, int, int, int]:
@@ -56,45 +54,3 @@ def phrases_to_image(phrases: list[Phrase], crop: BoxT, sent_size: tuple[int, in
         phrase.model_copy(update={"boxes": [crop_box_to_image(box, crop, sent_size) for box in phrase.boxes]})
         for phrase in phrases
     ]
-
-
-@dataclass(frozen=True)
-class ResizeRule:
-    """The Qwen2-VL / Qwen2.5-VL image processor's resize rule (``smart_resize``).
-
-    Sides become multiples of ``patch_size * merge_size`` with the pixel count kept within
-    ``[min_pixels, max_pixels]`` and the aspect ratio kept as closely as possible.
-    """
-
-    patch_size: int
-    merge_size: int
-    min_pixels: int
-    max_pixels: int
-
-    @classmethod
-    def from_image_processor(cls, image_processor: Any) -> ResizeRule:
-        """Read the rule off a transformers Qwen2-VL-family image processor (its own settings)."""
-        size = getattr(image_processor, "size", None) or {}
-        min_pixels = size.get("shortest_edge") or getattr(image_processor, "min_pixels", None)
-        max_pixels = size.get("longest_edge") or getattr(image_processor, "max_pixels", None)
-        patch_size = getattr(image_processor, "patch_size", None)
-        merge_size = getattr(image_processor, "merge_size", None)
-        if not (min_pixels and max_pixels and patch_size and merge_size):
-            raise ValueError(
-                f"{type(image_processor).__name__} has no Qwen2-VL resize rule (min/max pixels, "
-                "patch_size, merge_size): qwen25vl coordinates cannot be converted with it"
-            )
-        return cls(int(patch_size), int(merge_size), int(min_pixels), int(max_pixels))
-
-    def resized(self, width: int, height: int) -> Size:
-        """The size (pixels) the processor resizes a ``width`` x ``height`` image to."""
-        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-        new_height, new_width = smart_resize(
-            height,
-            width,
-            factor=self.patch_size * self.merge_size,
-            min_pixels=self.min_pixels,
-            max_pixels=self.max_pixels,
-        )
-        return Size(width=int(new_width), height=int(new_height))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
-from spr.generator.coordinates import ResizeRule
 from spr.generator.engines.protocol import Engine
 from spr.generator.generation import CandidateGenerator, SamplingConfig
 from spr.generator.prompts import PromptSet
 from spr.generator.settings import GeneratorSettings
 from spr.shared.errors import SprError
+from spr.shared.formats import in_resized_image
+from spr.shared.formats.reader import ResizeRule, format_of_model, resize_rule_of
 from spr.shared.schemas import GroundingFormat
 
 logger = logging.getLogger(__name__)
@@ -20,22 +20,14 @@ logger = logging.getLogger(__name__)
 
 def resolve_format(settings: GeneratorSettings) -> GroundingFormat:
     """The grounding format: SPR_GENERATOR_FORMAT, else the model family's (config.json model_type)."""
-    from spr.shared.formats import FAMILY_FORMATS
-
     if settings.generator_format is not None:
         return settings.generator_format
-    model_type = settings.model_type()
-    if model_type is None:
+    if settings.generator_model is None:
         raise SprError(
             "cannot tell the grounding format: set SPR_GENERATOR_FORMAT, or SPR_GENERATOR_MODEL to the "
             "local model folder (its config.json names the model family)"
         )
-    if model_type not in FAMILY_FORMATS:
-        raise SprError(
-            f"model_type {model_type!r} has no known grounding format: set SPR_GENERATOR_FORMAT to one of "
-            f"{sorted(set(FAMILY_FORMATS.values()))}"
-        )
-    return FAMILY_FORMATS[model_type]
+    return format_of_model(settings.generator_model, fix="set SPR_GENERATOR_FORMAT")
 
 
 def cpu_advice(settings: GeneratorSettings, cpu_count: int | None = None) -> str | None:
@@ -120,19 +112,13 @@ def _model_folder(settings: GeneratorSettings) -> Path:
 
 
 def build_resize_rule(settings: GeneratorSettings, engine: Engine) -> ResizeRule:
-    """qwen25vl's resize rule, from the engine's processor or the model folder's image processor."""
-    processor = getattr(engine, "processor", None)
-    if processor is not None:
-        return ResizeRule.from_image_processor(processor.image_processor)
-    if settings.generator_model is None:
-        raise SprError(
-            "the qwen25vl format writes boxes in the processor-resized image's pixels: set "
-            "SPR_GENERATOR_MODEL to the local model folder so its resize rule can be read"
-        )
-    from transformers import AutoImageProcessor
-
-    auto_image_processor: Any = AutoImageProcessor
-    return ResizeRule.from_image_processor(auto_image_processor.from_pretrained(settings.generator_model))
+    """The processor's resize rule (formats in resized-image pixels), from the engine's processor or
+    the model folder's image processor."""
+    return resize_rule_of(
+        getattr(engine, "processor", None),
+        settings.generator_model,
+        fix="set SPR_GENERATOR_MODEL to the local model folder so its resize rule can be read",
+    )
 
 
 def build_generator(settings: GeneratorSettings, engine: Engine | None = None) -> CandidateGenerator:
@@ -153,6 +139,6 @@ def build_generator(settings: GeneratorSettings, engine: Engine | None = None) -
             seed=settings.generator_seed,
         ),
         data_root=settings.data_root,
-        resize_rule=build_resize_rule(settings, engine) if fmt == "qwen25vl" else None,
+        resize_rule=build_resize_rule(settings, engine) if in_resized_image(fmt) else None,
         model_id=settings.generator_model_id,
     )

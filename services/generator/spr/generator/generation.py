@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spr.generator.coordinates import ResizeRule, phrases_to_image
+from spr.generator.coordinates import phrases_to_image
 from spr.generator.engines.protocol import (
     MAX_SEED,
     ChatMessage,
@@ -29,6 +29,8 @@ from spr.generator.engines.protocol import (
 )
 from spr.generator.prompts import BuiltPrompt, PromptSet
 from spr.shared.errors import SprError
+from spr.shared.formats import in_resized_image
+from spr.shared.formats.reader import GroundingReader, ResizeRule
 from spr.shared.schemas import (
     Candidate,
     CandidateGroup,
@@ -81,7 +83,8 @@ class PreparedTask:
 class CandidateGenerator:
     """Turns region tasks into candidate groups with one engine, prompt set and grounding format.
 
-    ``resize_rule`` is required for ``qwen25vl`` (its boxes are in processor-resized pixels).
+    ``resize_rule`` is required for the formats whose boxes are in processor-resized pixels (qwen25vl);
+    answers are read by the shared :class:`~spr.shared.formats.reader.GroundingReader`.
     """
 
     def __init__(
@@ -95,11 +98,12 @@ class CandidateGenerator:
         resize_rule: ResizeRule | None = None,
         model_id: str | None = None,
     ) -> None:
-        if fmt == "qwen25vl" and resize_rule is None:
+        if resize_rule is None and in_resized_image(fmt):
             raise SprError(
-                "the qwen25vl format needs the processor's resize rule: set SPR_GENERATOR_MODEL to the "
+                f"the {fmt} format needs the processor's resize rule: set SPR_GENERATOR_MODEL to the "
                 "local model folder (its preprocessor_config.json holds the rule)"
             )
+        self.reader = GroundingReader(fmt, resize_rule)
         self.engine = engine
         self.prompts = prompts
         self.format: GroundingFormat = fmt
@@ -136,10 +140,8 @@ class CandidateGenerator:
         return rgb
 
     def resized_size(self, width: int, height: int) -> Size | None:
-        """The processor-resized size for qwen25vl (None for formats that do not need it)."""
-        if self.format != "qwen25vl" or self.resize_rule is None:
-            return None
-        return self.resize_rule.resized(width, height)
+        """The processor-resized size (None for formats whose boxes are not in resized pixels)."""
+        return self.reader.resized_size(width, height)
 
     def prepare(self, task: RegionTask, image: Image | None = None) -> PreparedTask:
         """Prompts and engine requests for ``task`` (``image``: the loaded original, else read from disk)."""
@@ -216,13 +218,7 @@ class CandidateGenerator:
 
         if prompt.coords == "crop" and prompt.crop is not None:
             sent = prompt.images[1].size
-            crop_resized = self.resized_size(sent[0], sent[1])
-            result = parse(
-                text,
-                self.format,
-                image_size=Size(width=sent[0], height=sent[1]),
-                resized_size=crop_resized,
-            )
+            result = self.reader.parse(text, Size(width=sent[0], height=sent[1]))
             return phrases_to_image(result.phrases, prompt.crop, sent), result.problems
         result = parse(
             text,

@@ -6,7 +6,6 @@ environment. An invalid or missing setting fails at start-up with a message nami
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -161,14 +160,6 @@ class GeneratorSettings(BaseSettings):
         if not self.data_root.is_dir():
             raise ValueError(f"SPR_DATA_ROOT={self.data_root} is not a folder")
         return self
-
-    def model_type(self) -> str | None:
-        """``model_type`` from the model folder's config.json, or None without a model folder."""
-        if self.generator_model is None:
-            return None
-        config = json.loads((self.generator_model / "config.json").read_text(encoding="utf-8"))
-        model_type = config.get("model_type")
-        return str(model_type) if model_type else None
 
 
 def load_settings(**overrides: object) -> GeneratorSettings:

@@ -24,6 +24,7 @@ from spr.shared.schemas import GROUNDING_FORMATS, BoxT, GroundingFormat, ParsePr
 __all__ = [
     "FAMILY_FORMATS",
     "FormatError",
+    "in_resized_image",
     "parse",
     "render",
     "render_box",
@@ -61,6 +62,12 @@ def _codec(fmt: str) -> Codec:
     if codec is None:
         raise FormatError(f"unknown grounding format {fmt!r}: use one of {', '.join(GROUNDING_FORMATS)}")
     return codec
+
+
+def in_resized_image(fmt: str) -> bool:
+    """Whether ``fmt`` writes coordinates in pixels of the image as the model's processor resized it
+    (then every call needs ``resized_size``: :class:`spr.shared.formats.reader.ResizeRule` gives it)."""
+    return _codec(fmt).in_resized_image
 
 
 def parse(

@@ -108,8 +108,11 @@ def _coords(box: BoxT, grid: LinearGrid) -> str:
 class BboxJsonCodec:
     """The JSON box syntax on the grid ``grid(image_size, resized_size)`` gives (one cached grid per size)."""
 
-    def __init__(self, name: str, grid: Callable[[Size, Size | None], LinearGrid]) -> None:
+    def __init__(
+        self, name: str, grid: Callable[[Size, Size | None], LinearGrid], *, in_resized_image: bool = False
+    ) -> None:
         self.name = name
+        self.in_resized_image = in_resized_image
         self._grid = grid
         self._writers: dict[LinearGrid, BoxWriter] = {}
 

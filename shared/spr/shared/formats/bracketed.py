@@ -69,6 +69,8 @@ class BracketCodec:
     image -> its :class:`BracketFrame` (cached by the format module).
     """
 
+    in_resized_image = False
+
     def __init__(
         self,
         *,

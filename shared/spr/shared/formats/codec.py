@@ -28,7 +28,13 @@ class FormatError(SprError):
 
 
 class Codec(Protocol):
-    """Parse and render one model's box syntax (see docs/METHOD.md, "Box syntaxes")."""
+    """Parse and render one model's box syntax (see docs/METHOD.md, "Box syntaxes").
+
+    ``in_resized_image``: the model writes coordinates in pixels of the image as its processor resized
+    it, so every call needs ``resized_size`` (see :mod:`spr.shared.formats.reader` for the rule).
+    """
+
+    in_resized_image: bool
 
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         """Phrases with boxes in original-image pixels, plus the problems met; never raises."""

@@ -71,6 +71,7 @@ def _coords(box: BoxT, grid: LinearGrid) -> str:
 
 class InternVLCodec:
     name = "internvl"
+    in_resized_image = False
 
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, read_linear_pair, _grid(image_size))

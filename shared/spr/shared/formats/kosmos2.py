@@ -107,6 +107,7 @@ def _coords(box: BoxT, grid: CellGrid) -> str:
 
 class Kosmos2Codec:
     name = "kosmos2"
+    in_resized_image = False
 
     def parse(self, text: str, image_size: Size, resized_size: Size | None) -> ParseResult:
         return parse_tagged(text, _EVENTS, _read_box, _read_pair, _grid(image_size))

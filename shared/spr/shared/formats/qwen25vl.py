@@ -1,8 +1,9 @@
 """Qwen2.5-VL: ``{"bbox_2d": [x1, y1, x2, y2], "label": "a red cup"}`` objects in absolute resized pixels.
 
 Coordinates are absolute pixels of the image AS RESIZED by the model's processor (``resized_size``,
-required; Qwen2.5-VL's ``smart_resize``, see the generator's ``ResizeRule``): ``x = v / resized_width
-* W`` in original-image pixels. Syntax, tolerance and problems: :mod:`spr.shared.formats.bbox_json`.
+required; Qwen2.5-VL's ``smart_resize``, see :class:`spr.shared.formats.reader.ResizeRule`):
+``x = v / resized_width * W`` in original-image pixels. Syntax, tolerance and problems:
+:mod:`spr.shared.formats.bbox_json`.
 """
 
 from __future__ import annotations
@@ -26,4 +27,4 @@ def _grid(image_size: Size, resized_size: Size | None) -> LinearGrid:
     )
 
 
-CODEC = BboxJsonCodec("qwen25vl", _grid)
+CODEC = BboxJsonCodec("qwen25vl", _grid, in_resized_image=True)
