@@ -90,6 +90,11 @@ def test_dpo_steps_run_with_finite_loss_and_dpo_metrics(trained: tuple[Path, dic
     metrics = summary["final_metrics"]
     for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
         assert math.isfinite(metrics[key]), key
+    # means over every logged step (logging_steps 1: each of the 4 steps), not the last batch alone
+    assert summary["logged_steps"] == round_report["logged_steps"] == PAIRS // 2
+    means = summary["mean_metrics"]
+    assert 0.0 <= means["rewards/accuracies"] <= 1.0 and math.isfinite(means["rewards/margins"])
+    assert means == round_report["mean_metrics"]
     assert summary["wall_time_s"] > 0
 
 

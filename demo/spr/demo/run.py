@@ -47,7 +47,13 @@ def run_demo(config: DemoConfig) -> DemoSummary:
         logger.info("demo: training (DPO, LoRA) on the pairs ...")
         run.run_trainer()
         with run.queue() as q:
-            summary = collect_summary(q, config.train_dir, SCORER_LEDGER)
+            summary = collect_summary(
+                q,
+                config.train_dir,
+                SCORER_LEDGER,
+                semantic_lambda=config.semantic_lambda,
+                min_margin=config.min_margin,
+            )
             pairs = [pair for _, pair in q.items(STREAM_PAIRS, PreferencePair)]
         summary.wall_s = {t.name: t.wall_s for t in run.timings}
         summary.wall_s["total"] = time.monotonic() - started

@@ -4,7 +4,9 @@
   chosen and rejected, their margin, preference accuracy, learning rate); it also keeps the last ones.
 * :class:`QuietProgressCallback`: transformers' progress bar without its raw dict dump (the line above
   replaces it).
-* :class:`TrainSummary`: what a run did, written to ``<output_dir>/summary.json``.
+* :class:`TrainSummary`: what a run did, written to ``<output_dir>/summary.json``; besides the last
+  step's metrics it keeps their means over every logged step (:func:`mean_logged_metrics`), since one
+  batch of a few pairs says little about the run.
 """
 
 from __future__ import annotations
@@ -72,6 +74,33 @@ class QuietProgressCallback(ProgressCallback):
         return
 
 
+def mean_logged_metrics(log_history: list[dict[str, Any]]) -> tuple[dict[str, float], int]:
+    """Means of the DPO metrics over the training log steps of a Trainer's ``state.log_history``.
+
+    Returns (means by metric name, number of logged steps). The history is restored with a
+    checkpoint, so a resumed round's means still cover its steps before the resume.
+    """
+    steps = [entry for entry in log_history if "loss" in entry]
+    means: dict[str, float] = {}
+    for key, _label in DPO_METRICS:
+        values = [float(e[key]) for e in steps if isinstance(e.get(key), int | float)]
+        values = [v for v in values if math.isfinite(v)]
+        if values:
+            means[key] = sum(values) / len(values)
+    return means, len(steps)
+
+
+def combine_means(rounds: list[RoundReport]) -> dict[str, float]:
+    """Step-weighted means of the rounds' metric means (rounds without logged steps count for nothing)."""
+    totals: dict[str, float] = {}
+    weights: dict[str, int] = {}
+    for report in rounds:
+        for key, value in report.mean_metrics.items():
+            totals[key] = totals.get(key, 0.0) + value * report.logged_steps
+            weights[key] = weights.get(key, 0) + report.logged_steps
+    return {key: totals[key] / weights[key] for key in totals if weights[key]}
+
+
 @dataclass
 class RoundReport:
     index: int
@@ -83,6 +112,8 @@ class RoundReport:
     train_runtime_s: float
     adapter_dir: str
     metrics: dict[str, float]
+    mean_metrics: dict[str, float] = field(default_factory=dict)
+    logged_steps: int = 0
 
 
 @dataclass
@@ -96,6 +127,8 @@ class TrainSummary:
     pairs_trained: int = 0
     steps: int = 0
     final_metrics: dict[str, float] = field(default_factory=dict)
+    mean_metrics: dict[str, float] = field(default_factory=dict)  # over every logged step of the rounds
+    logged_steps: int = 0
     adapter_dir: str | None = None
     merged_dir: str | None = None
     policies: list[dict[str, Any]] = field(default_factory=list)  # published this run (publish_policy)

@@ -39,7 +39,14 @@ from spr.trainer.disk import checkpoint_writes
 from spr.trainer.pairs_file import import_pairs_file, is_pairs_file
 from spr.trainer.policy_rounds import announce_round, staleness_filter
 from spr.trainer.pull import Puller, PullStats
-from spr.trainer.reporting import MetricsLogCallback, QuietProgressCallback, RoundReport, TrainSummary
+from spr.trainer.reporting import (
+    MetricsLogCallback,
+    QuietProgressCallback,
+    RoundReport,
+    TrainSummary,
+    combine_means,
+    mean_logged_metrics,
+)
 from spr.trainer.rounds import Round, RoundLedger, last_complete_checkpoint, round_dir
 from spr.trainer.spool import Spool, is_spool
 
@@ -198,6 +205,8 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         summary.adapter_dir = str(_publish_adapter(output_dir, done[-1]))
     if summary.rounds:
         summary.final_metrics = summary.rounds[-1].metrics
+        summary.mean_metrics = combine_means(summary.rounds)
+        summary.logged_steps = sum(report.logged_steps for report in summary.rounds)
     if cfg.merge_adapter:
         merged = output_dir / "merged"
         if summary.rounds or not merged.is_dir():
@@ -337,6 +346,7 @@ def train_round(
             output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             trainer.save_model(str(adapter_dir))
         steps = int(trainer.state.global_step)
+        mean_metrics, logged_steps = mean_logged_metrics(list(trainer.state.log_history))
     finally:
         args.output_dir = str(output_dir)
     del trainer
@@ -352,6 +362,8 @@ def train_round(
         train_runtime_s=float(output.metrics.get("train_runtime", 0.0)),
         adapter_dir=str(adapter_dir),
         metrics=metrics.last_metrics,
+        mean_metrics=mean_metrics,
+        logged_steps=logged_steps,
     )
 
 

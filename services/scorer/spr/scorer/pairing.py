@@ -14,6 +14,7 @@ from spr.shared.scoring_api import CandidateScore, PairChosen, PairRejected, Pai
 
 SKIP_MARGIN = "margin too small"
 SKIP_IDENTICAL = "chosen and rejected texts are identical"
+SKIP_NO_CANDIDATES = "no candidates"
 # Margins are differences of float sums: a hand-computed margin equal to min_margin must still count.
 _MARGIN_EPS = 1e-9
 
@@ -27,7 +28,7 @@ def select_pair(
     earliest candidate. Returns the pair, or None and the reason it was skipped.
     """
     if not scored:
-        return None, "no candidates"
+        return None, SKIP_NO_CANDIDATES
 
     def chosen_side(i: int) -> tuple[float, bool, str]:
         refined = scored[i].refined
