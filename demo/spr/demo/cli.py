@@ -32,6 +32,15 @@ def register(subparsers: Any) -> None:
     report.add_argument("pairs", type=Path, nargs="+", help="jsonl files of pairs, or spool folders")
     report.add_argument("--data-root", type=Path, required=True, help="folder the image paths are under")
     report.add_argument("--out", type=Path, default=Path("report.html"))
+    report.add_argument(
+        "--sort",
+        choices=("margin", "score"),
+        default=None,
+        help="show pairs by largest margin or highest chosen score first (default: as read)",
+    )
+    report.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="show the first N pairs (histograms use all)"
+    )
     report.set_defaults(handler=_report)
 
 
@@ -66,6 +75,7 @@ def _report(args: argparse.Namespace) -> int:
     from spr.demo.viewer import read_pairs, write_report
 
     pairs = read_pairs(args.pairs)
-    out = write_report(pairs, args.data_root, args.out)
-    print(f"{len(pairs)} pairs -> {out}")
+    out = write_report(pairs, args.data_root, args.out, sort=args.sort, limit=args.limit)
+    shown = len(pairs) if args.limit is None else min(args.limit, len(pairs))
+    print(f"{shown} of {len(pairs)} pairs -> {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
