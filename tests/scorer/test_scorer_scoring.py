@@ -14,6 +14,7 @@ from scorer_fixtures import (
     LOOSE_CUP,
     OBJECTS,
     REGION,
+    candidate_group,
     grounded,
 )
 from spr.scorer.errors import InputError, SemanticModelNotConfiguredError
@@ -21,8 +22,8 @@ from spr.scorer.pairing import SKIP_IDENTICAL, SKIP_MARGIN
 from spr.scorer.scoring import Scorer, ScoringInput, settings_hash
 from spr.scorer.semantic import SemanticScorer
 from spr.shared import formats
-from spr.shared.schemas import GroundingFormat
-from spr.shared.scoring_api import ScoreOptions, ScoreResponse
+from spr.shared.schemas import GroundingFormat, PreferencePair
+from spr.shared.scoring_api import PairResult, ScoreOptions, ScoreResponse
 
 LOC_ONLY = ScoreOptions.model_validate({"lambda": 0.0})
 
@@ -222,3 +223,31 @@ def test_settings_hash_changes_with_options_and_models() -> None:
         ScoreOptions.model_validate({"lambda": 0.5}), {"semantic": "clip@1", "detector": None}
     )
     assert base != settings_hash(ScoreOptions(), {"semantic": "clip@2", "detector": None})
+
+
+def test_the_http_pair_is_the_projection_of_the_queue_pair(scorer_data_root: Path) -> None:
+    loose_both = grounded("ferret", "a cup", LOOSE_CUP) + " and " + grounded("ferret", "a dog", DOG) + "."
+    far_dog = grounded("ferret", "a dog", FAR_DOG)
+    group = candidate_group("t", [loose_both, far_dog])
+    inputs = ScoringInput(
+        image=Image.open(scorer_data_root / IMAGE),
+        region=REGION,
+        objects=OBJECTS,
+        candidates=[(c.id, c.text) for c in group.candidates],
+        format="ferret",
+        options=LOC_ONLY,
+    )
+    response = Scorer().score(inputs)
+    assert response.pair is not None
+
+    pair = response.pair.to_preference_pair(group, response.candidates, "settings-hash")
+
+    assert PairResult.of(pair) == response.pair
+    assert pair.pair_id == PreferencePair.make_id("t") and pair.task_id == "t"
+    assert (pair.chosen.candidate_id, pair.chosen.refined) == ("t-c0", True)
+    assert pair.chosen.text_before_refinement == loose_both
+    assert pair.chosen.scores.localization == pytest.approx(1.0)  # of the refined text
+    assert pair.chosen.scores.semantic is None  # lambda 0: not computed
+    assert (pair.rejected.candidate_id, pair.rejected.text, pair.rejected.refined) == ("t-c1", far_dog, False)
+    assert pair.rejected.text_before_refinement is None
+    assert pair.provenance.scorer_settings_hash == "settings-hash"

@@ -8,6 +8,7 @@ syntax appears only inside candidate texts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -16,10 +17,15 @@ from spr.shared.schemas import (
     GROUNDING_FORMATS,
     AnnotatedObject,
     Box,
+    CandidateGroup,
     GroundingFormat,
     LocalizationMode,
+    PairSide,
     ParseProblem,
     Phrase,
+    PreferencePair,
+    Provenance,
+    Scores,
     Size,
     StrictModel,
 )
@@ -232,9 +238,85 @@ class PairRejected(StrictModel):
 
 
 class PairResult(StrictModel):
+    """The preference pair as ``POST /score`` returns it: the projection of the queue's
+    :class:`~spr.shared.schemas.PreferencePair` onto what a caller that sent the task already knows
+    nothing more than (candidate ids, texts, totals, margin).
+
+    :meth:`to_preference_pair` adds the task, the score components and the provenance (what the scorer
+    worker publishes); :meth:`of` projects a PreferencePair back, and
+    ``PairResult.of(result.to_preference_pair(...)) == result``.
+    """
+
     chosen: PairChosen = Field(description="Best refined candidate (best as written when refine is false).")
     rejected: PairRejected = Field(description="Worst candidate as written.")
     margin: float = Field(description="chosen.score - rejected.score (>= options.min_margin).")
+
+    @classmethod
+    def of(cls, pair: PreferencePair) -> PairResult:
+        """The HTTP view of a queue pair: ids, texts, totals and margin."""
+        chosen, rejected = pair.chosen, pair.rejected
+        return cls(
+            chosen=PairChosen(
+                id=chosen.candidate_id, refined=chosen.refined, text=chosen.text, score=chosen.scores.total
+            ),
+            rejected=PairRejected(id=rejected.candidate_id, text=rejected.text, score=rejected.scores.total),
+            margin=pair.margin,
+        )
+
+    def to_preference_pair(
+        self, group: CandidateGroup, candidates: Sequence[CandidateScore], scorer_settings_hash: str
+    ) -> PreferencePair:
+        """The queue's PreferencePair of ``group`` scored as ``candidates`` (the response's, by id);
+        pair_id is deterministic from the task id."""
+        by_id = {c.id: c for c in candidates}
+        chosen, rejected = self.chosen, self.rejected
+        chosen_scores = by_id[chosen.id]
+        rejected_scores = by_id[rejected.id]
+        chosen_loc = (
+            chosen_scores.refined.localization.score
+            if chosen.refined and chosen_scores.refined is not None
+            else chosen_scores.localization.score
+        )
+        task = group.task
+        return PreferencePair(
+            pair_id=PreferencePair.make_id(task.task_id),
+            task_id=task.task_id,
+            image=task.image,
+            region=task.region,
+            objects=task.objects,
+            format=group.format,
+            resized_size=group.resized_size,
+            prompt=group.canonical_prompt,
+            chosen=PairSide(
+                candidate_id=chosen.id,
+                text=chosen.text,
+                scores=Scores(semantic=_semantic(chosen_scores), localization=chosen_loc, total=chosen.score),
+                refined=chosen.refined,
+                text_before_refinement=(
+                    next((c.text for c in group.candidates if c.id == chosen.id), None)
+                    if chosen.refined
+                    else None
+                ),
+            ),
+            rejected=PairSide(
+                candidate_id=rejected.id,
+                text=rejected.text,
+                scores=Scores(
+                    semantic=_semantic(rejected_scores),
+                    localization=rejected_scores.localization.score,
+                    total=rejected.score,
+                ),
+                refined=False,
+            ),
+            margin=self.margin,
+            provenance=Provenance(
+                generator_model=group.model_id, scorer_settings_hash=scorer_settings_hash, policy=group.policy
+            ),
+        )
+
+
+def _semantic(score: CandidateScore) -> float | None:
+    return None if score.semantic is None else score.semantic.score
 
 
 class ScoreResponse(StrictModel):

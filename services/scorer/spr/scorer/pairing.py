@@ -1,4 +1,5 @@
-"""Pair selection (docs/METHOD.md, step 5) and the queue's PreferencePair built from a scored group.
+"""Pair selection (docs/METHOD.md, step 5); the queue's PreferencePair is built on the schema
+(:meth:`spr.shared.scoring_api.PairResult.to_preference_pair`).
 
 chosen = the refined text with the highest total (the text as written when refinement is off or left
 it unchanged); rejected = the text as written with the lowest total; a pair only when
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spr.shared.schemas import CandidateGroup, PairSide, PreferencePair, Provenance, Scores
-from spr.shared.scoring_api import CandidateScore, PairChosen, PairRejected, PairResult, ScoreResponse
+from spr.shared.scoring_api import CandidateScore, PairChosen, PairRejected, PairResult
 
 SKIP_MARGIN = "margin too small"
 SKIP_IDENTICAL = "chosen and rejected texts are identical"
@@ -56,58 +56,3 @@ def select_pair(
         ),
         None,
     )
-
-
-def preference_pair(
-    group: CandidateGroup, response: ScoreResponse, pair: PairResult, scorer_settings_hash: str
-) -> PreferencePair:
-    """The PreferencePair of a scored group; pair_id is deterministic from the task id."""
-    by_id = {c.id: c for c in response.candidates}
-    chosen, rejected = pair.chosen, pair.rejected
-    chosen_scores = by_id[chosen.id]
-    rejected_scores = by_id[rejected.id]
-    chosen_loc = (
-        chosen_scores.refined.localization.score
-        if chosen.refined and chosen_scores.refined is not None
-        else chosen_scores.localization.score
-    )
-    task = group.task
-    return PreferencePair(
-        pair_id=PreferencePair.make_id(task.task_id),
-        task_id=task.task_id,
-        image=task.image,
-        region=task.region,
-        objects=task.objects,
-        format=group.format,
-        resized_size=group.resized_size,
-        prompt=group.canonical_prompt,
-        chosen=PairSide(
-            candidate_id=chosen.id,
-            text=chosen.text,
-            scores=Scores(semantic=_semantic(chosen_scores), localization=chosen_loc, total=chosen.score),
-            refined=chosen.refined,
-            text_before_refinement=_text_as_written(group, chosen.id) if chosen.refined else None,
-        ),
-        rejected=PairSide(
-            candidate_id=rejected.id,
-            text=rejected.text,
-            scores=Scores(
-                semantic=_semantic(rejected_scores),
-                localization=rejected_scores.localization.score,
-                total=rejected.score,
-            ),
-            refined=False,
-        ),
-        margin=pair.margin,
-        provenance=Provenance(
-            generator_model=group.model_id, scorer_settings_hash=scorer_settings_hash, policy=group.policy
-        ),
-    )
-
-
-def _text_as_written(group: CandidateGroup, candidate_id: str) -> str | None:
-    return next((c.text for c in group.candidates if c.id == candidate_id), None)
-
-
-def _semantic(score: CandidateScore) -> float | None:
-    return None if score.semantic is None else score.semantic.score

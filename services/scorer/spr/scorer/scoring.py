@@ -29,7 +29,7 @@ from spr.scorer.detector import PhraseDetector
 from spr.scorer.errors import InputError, SemanticModelNotConfiguredError
 from spr.scorer.images import ImageStore, ModelImage, decode_for_models
 from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, ScoringLimits
-from spr.scorer.pairing import preference_pair, select_pair
+from spr.scorer.pairing import select_pair
 from spr.scorer.semantic import RegionEmbedding, SemanticScorer, SemanticValues, Vector
 from spr.shared import formats
 from spr.shared.boxes import (
@@ -415,7 +415,7 @@ class Scorer:
             raise PermanentError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from exc
         if response.pair is None:
             return GroupResult(None, response.pair_skipped_reason, response)
-        pair = preference_pair(group, response, response.pair, self.settings_hash(options))
+        pair = response.pair.to_preference_pair(group, response.candidates, self.settings_hash(options))
         return GroupResult(pair, None, response)
 
 
