@@ -336,3 +336,19 @@ def test_chosen_boxes_appear_at_their_pixel_positions_in_chromium(tmp_path: Path
             assert (
                 abs(inside[0] - 0x34) + abs(inside[1] - 0x98) + abs(inside[2] - 0xDB) >= 40
             )  # not a filled box
+
+
+def test_report_reads_trainer_spools_with_the_spools_reader_while_one_is_written(tmp_path: Path) -> None:
+    from spr.trainer.spool import Spool
+
+    pairs = [_pair(i, tmp_path) for i in range(3)]
+    spool_dir = tmp_path / "run" / "spool"
+    with Spool(spool_dir, data_root=tmp_path) as spool:
+        assert [r.status for r in spool.append_many(pairs[:2])] == ["added", "added"]
+    with next(spool_dir.glob("pairs-*.jsonl")).open("a") as shard:
+        shard.write('{"seq": 2, "pair_id": "p-9", "pa')  # a line the trainer is writing right now
+    (tmp_path / "run" / "more.jsonl").write_text(pairs[2].model_dump_json() + "\n")
+
+    assert [p.pair_id for p in read_pairs([spool_dir])] == ["p-0", "p-1"]
+    # a folder holding a spool: the spool through its reader, other jsonl files line by line
+    assert sorted(p.pair_id for p in read_pairs([tmp_path / "run"])) == ["p-0", "p-1", "p-2"]

@@ -32,16 +32,12 @@ class ChosenSftConfig:
 
 def chosen_examples(spool: Path) -> list[SftExample]:
     """Every spooled pair's canonical prompt and chosen text (image paths absolute, as spooled)."""
-    examples = []
-    for shard in sorted(spool.glob("pairs-*.jsonl")):
-        for line in shard.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                record = json.loads(line)
-                pair = record["pair"]
-                examples.append(
-                    SftExample(record["image_file"], pair["prompt"], pair["chosen"]["text"], "chosen")
-                )
-    return examples
+    from spr.trainer.spool import read_spool
+
+    return [
+        SftExample(record.image_file, record.pair.prompt, record.pair.chosen.text, "chosen")
+        for record in read_spool(spool)
+    ]
 
 
 def train_on_chosen(

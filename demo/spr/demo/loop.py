@@ -209,10 +209,7 @@ def _policies_of_last_round(train_dir: Path, added: int) -> list[str]:
 
     if added == 0:
         return []
-    spool = Spool(train_dir / "spool", readonly=True)
-    try:
+    with Spool(train_dir / "spool", readonly=True) as spool:
         records = spool.records(max(0, len(spool) - added))
-    finally:
-        spool.close()
     keys = {r.pair.provenance.policy.key if r.pair.provenance.policy else "unrecorded" for r in records}
     return sorted(keys)

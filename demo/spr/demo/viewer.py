@@ -23,6 +23,7 @@ from spr.demo.thumbnails import Thumbnail, ThumbnailError, thumbnail
 from spr.shared import formats
 from spr.shared.errors import SprError
 from spr.shared.schemas import GroundingFormat, PairSide, ParseResult, PreferencePair, Size
+from spr.trainer.spool import META_FILE, SpoolError, is_spool, read_spool
 
 logger = logging.getLogger(__name__)
 
@@ -44,32 +45,51 @@ class ReportError(SprError):
 
 
 def read_pairs(sources: Sequence[Path]) -> list[PreferencePair]:
-    """Read pairs from jsonl files or folders of them: PreferencePair lines, or a trainer spool folder."""
+    """Read pairs from jsonl files or folders of them: PreferencePair lines, or trainer spool folders
+    (read with the trainer's read-only spool reader; a spool's rejected pairs are not shown)."""
     pairs: dict[str, PreferencePair] = {}
-    for path in _jsonl_files(sources):
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                # a trainer spool line wraps the pair with its bookkeeping: {"seq", "pair_id", "pair", ...}
-                pair = PreferencePair.model_validate(row.get("pair", row))
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise ReportError(f"{path}:{lineno}: not a PreferencePair line: {exc}") from exc
+    for source in sources:
+        for pair in _pairs_of(source):
             pairs.setdefault(pair.pair_id, pair)
     return list(pairs.values())
 
 
-def _jsonl_files(sources: Sequence[Path]) -> Iterator[Path]:
-    for source in sources:
-        if source.is_dir():
-            # a trainer spool keeps pairs in pairs-*.jsonl beside other files (e.g. rejected pairs)
-            pattern = "pairs-*.jsonl" if (source / "spool.json").exists() else "*.jsonl"
-            yield from sorted(source.rglob(pattern))
-        elif source.is_file():
-            yield source
-        else:
-            raise ReportError(f"pairs source {source} does not exist: pass a jsonl file or a spool folder")
+def _pairs_of(source: Path) -> Iterator[PreferencePair]:
+    if source.is_file():
+        yield from _pair_lines(source)
+    elif not source.is_dir():
+        raise ReportError(f"pairs source {source} does not exist: pass a jsonl file or a spool folder")
+    elif is_spool(source):
+        yield from _spool_pairs(source)
+    else:
+        spools = sorted({path.parent for path in source.rglob(META_FILE) if is_spool(path.parent)})
+        for path in sorted(source.rglob("*.jsonl")):
+            if not any(path.is_relative_to(spool) for spool in spools):
+                yield from _pair_lines(path)
+        for spool in spools:
+            yield from _spool_pairs(spool)
+
+
+def _spool_pairs(directory: Path) -> Iterator[PreferencePair]:
+    try:
+        records = read_spool(directory)
+    except SpoolError as exc:
+        raise ReportError(f"spool {directory}: {exc}") from exc
+    for record in records:
+        yield record.pair
+
+
+def _pair_lines(path: Path) -> Iterator[PreferencePair]:
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            # a spool shard line wraps the pair with its bookkeeping: {"seq", "pair_id", "pair", ...}
+            pair = PreferencePair.model_validate(row.get("pair", row))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ReportError(f"{path}:{lineno}: not a PreferencePair line: {exc}") from exc
+        yield pair
 
 
 def select_pairs(

@@ -85,6 +85,15 @@ def is_spool(path: Path) -> bool:
     return (path / META_FILE).is_file()
 
 
+def read_spool(directory: Path, start: int = 0, end: int | None = None) -> list[SpoolRecord]:
+    """The accepted pairs ``start <= seq < end`` of the spool in ``directory``, read-only: no writer lock
+    taken and a torn last line ignored, so it is safe while the trainer appends. The one way other
+    parts (the pair viewer, the benchmark, the demo's rounds) read a spool. SpoolError when
+    ``directory`` is not a spool or is damaged."""
+    with Spool(directory, readonly=True) as spool:
+        return spool.records(start, end)
+
+
 @dataclass(frozen=True)
 class SpoolRecord:
     """One accepted pair. ``image_file`` is absolute, or relative to the spool folder when copied."""
