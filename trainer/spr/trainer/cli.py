@@ -40,6 +40,7 @@ def register(subparsers: Any) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from spr.trainer.config import TrainerSettings, parse_train_args
     from spr.trainer.train import run_training
@@ -50,7 +51,8 @@ def _train(args: argparse.Namespace) -> int:
     ours.apply_settings(settings)
     with logging_redirect_tqdm():
         summary = run_training(ours, dpo)
-    print(json.dumps(summary.as_dict(), indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under accelerate launch: one summary, from rank 0
+        print(json.dumps(summary.as_dict(), indent=2))
     return 0
 
 

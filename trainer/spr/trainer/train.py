@@ -121,6 +121,10 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
 
     The summary is also written to ``<output_dir>/summary.json``.
     """
+    from spr.trainer.ranks import launched_world_size, run_training_ranks
+
+    if launched_world_size() > 1:  # under `accelerate launch`: rank 0 pulls, the others wait
+        return run_training_ranks(cfg, args)
     started = time.monotonic()
     cfg.validate()
     check_reporting(args)
