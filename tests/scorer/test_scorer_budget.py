@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from scorer_fixtures import score_request
-from scorer_process import ScorerProcess
+from spr.scorer.process_server import ScorerProcess
 
 SIDE = 6300
 CONCURRENT = 16
@@ -66,14 +66,14 @@ def test_concurrent_near_limit_images_keep_peak_rss_bounded(tiny_models: Any, tm
 
     with ScorerProcess(env, tmp_path / "scorer.log") as server:
         assert httpx.post(server.url + "/score", json=warm, timeout=60).status_code == 200
-        baseline_mib = server.memory_kib("VmHWM") / 1024
+        baseline_mib = server.memory_mib("VmHWM")
         clients = [threading.Thread(target=post, args=(server.url,)) for _ in range(CONCURRENT)]
         for client in clients:
             client.start()
         for client in clients:
             client.join(900)
-        peak_mib = server.memory_kib("VmHWM") / 1024
-        after_mib = server.memory_kib("VmRSS") / 1024
+        peak_mib = server.memory_mib("VmHWM")
+        after_mib = server.memory_mib("VmRSS")
     print(
         f"peak RSS {peak_mib:.0f} MiB (warm {baseline_mib:.0f} MiB, +{peak_mib - baseline_mib:.0f}), "
         f"after {after_mib:.0f} MiB, budget +{PEAK_BUDGET_MIB} MiB"

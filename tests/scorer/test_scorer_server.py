@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from scorer_fixtures import CUP, DOG, IMAGE, grounded, score_request
-from scorer_process import ScorerProcess
 from spr.scorer.app import create_app
+from spr.scorer.process_server import ScorerProcess
 from spr.scorer.settings import ScorerSettings
 from spr.scorer.thread_server import ServerThread
 
