@@ -114,3 +114,24 @@ def test_queue_mode_progress_counts_against_the_backlog(
     lines = _progress_lines(caplog)
     assert lines[0].startswith("generator: 0/2 tasks")
     assert lines[-1].startswith("generator: 2/2 tasks (100%)") and lines[-1].endswith("waiting for work")
+
+
+def test_file_mode_refuses_a_bad_out_before_loading_the_model(
+    dataset: tuple[Path, list[RegionTask]], tmp_path: Path
+) -> None:
+    from spr.shared.errors import SprError
+
+    root, tasks = dataset
+    tasks_file = tmp_path / "tasks.jsonl"
+    tasks_file.write_text("".join(t.model_dump_json() + "\n" for t in tasks))
+    # a folder with a config.json but no weights: loading it would fail with another error
+    hollow = tmp_path / "hollow-model"
+    hollow.mkdir()
+    (hollow / "config.json").write_text('{"model_type": "qwen2_vl"}')
+    settings = _settings(root, hollow)
+    with pytest.raises(SprError, match="is a folder: pass a file name"):
+        run_file(settings, tasks_file, tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SprError, match=r"cannot write --out .*choose a writable file"):
+        run_file(settings, tasks_file, blocker / "sub" / "groups.jsonl")

@@ -90,6 +90,12 @@ def test_file_mode_bad_inputs_are_one_clear_error(make_settings: Settings, tmp_p
     not_pairs.write_text('{"hello": 1}\n')
     with pytest.raises(FileModeError, match="not a preference pair: refusing to append"):
         score_file(settings, good, not_pairs, scorer=scorer)
+    with pytest.raises(FileModeError, match="is a folder: pass a file name"):
+        score_file(settings, good, tmp_path, scorer=scorer)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(FileModeError, match="cannot create the folder of --out"):
+        score_file(settings, good, blocker / "sub" / "pairs.jsonl", scorer=scorer)
     no_model = make_settings()  # lambda 0.8 without a semantic model
     with pytest.raises(SettingsError, match=r"SPR_SCORER_LAMBDA=0\.8 needs a semantic model"):
         score_file(no_model, good, tmp_path / "p.jsonl", scorer=load_scorer(no_model))

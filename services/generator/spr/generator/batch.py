@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from pydantic import ValidationError
 from spr.generator.factory import build_generator
@@ -49,6 +50,9 @@ def run_file(
     dropped first. ``generator_worker_threads`` tasks go to the engine per call (raise it for vLLM).
     Progress (count, rate, ETA) goes to the terminal, or to the log every ``progress_interval_s``.
     """
+    if out_path.is_dir():
+        example = out_path / "candidates.jsonl"
+        raise SprError(f"--out {out_path} is a folder: pass a file name, e.g. {example}")
     tasks = list(read_tasks(tasks_path))
     done = completed_task_ids(out_path)
     todo = [task for task in tasks if task.task_id not in done]
@@ -58,12 +62,16 @@ def run_file(
     if not todo:
         logger.info("nothing to do: all %d tasks of %s are in %s", len(tasks), tasks_path, out_path)
         return stats
-    generator = build_generator(settings) if generator is None else generator
+    out = _open_output(out_path)  # before the model loads: a bad --out fails in a second, not minutes
+    try:
+        generator = build_generator(settings) if generator is None else generator
+    except BaseException:
+        out.close()
+        raise
     throughput = Throughput(log_every=settings.generator_log_every)
     batch = settings.generator_worker_threads
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     progress = Progress("generator", total=len(todo), unit="task", interval_s=progress_interval_s)
-    with progress.start_heartbeat(), out_path.open("a", encoding="utf-8") as out:
+    with progress.start_heartbeat(), out:
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
             started = time.monotonic()
@@ -77,6 +85,14 @@ def run_file(
             progress.update(len(groups))
     logger.info("wrote %d groups to %s (%s)", stats.written, out_path, throughput.summary())
     return stats
+
+
+def _open_output(path: Path) -> IO[str]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise SprError(f"cannot write --out {path}: {exc.strerror or exc} (choose a writable file)") from None
 
 
 def read_tasks(path: Path) -> Iterator[RegionTask]:

@@ -80,6 +80,10 @@ def score_file(
     for a configuration that would fail every group (no SPR_DATA_ROOT; lambda > 0 without CLIP).
     """
     check_offline_scoring(settings, scorer, "scorer's file mode")
+    if out_path.is_dir():
+        raise FileModeError(
+            f"--out {out_path} is a folder: pass a file name, e.g. {out_path / 'pairs.jsonl'}"
+        )
     groups = list(read_groups(candidates_path))
     outcomes = outcomes_path(out_path)
     done = _finished_task_ids(out_path, outcomes)
@@ -90,7 +94,12 @@ def score_file(
     if not todo:
         logger.info("nothing to do: every group of %s has an outcome in %s", candidates_path, outcomes)
         return stats
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileModeError(
+            f"cannot create the folder of --out {out_path}: {exc.strerror or exc} (choose a writable --out)"
+        ) from None
     progress = Progress("scorer", total=len(todo), unit="group", interval_s=progress_interval_s)
     with (
         progress.start_heartbeat(),
