@@ -56,7 +56,7 @@ def test_summary_reports_means_over_all_steps_explains_skips_and_states_the_rang
         "logged_steps": 4,
         "mean_metrics": {"loss": 0.69, "rewards/accuracies": 0.625, "rewards/margins": 0.0123},
         "final_metrics": {"loss": 0.6, "rewards/accuracies": 1.0, "rewards/margins": 0.05},
-        "spool": {"pairs": 2, "rejected": {}},
+        "spool": {"pairs": 2, "rejected": {"placeholder_in_text": 1}},
     }
     (train_dir / "summary.json").write_text(json.dumps(trainer_summary))
 
@@ -87,6 +87,11 @@ def test_summary_reports_means_over_all_steps_explains_skips_and_states_the_rang
     ) in lines
     assert any(
         line.startswith(f"'{SKIP_IDENTICAL}': the best and the worst candidate are the same text")
+        for line in lines
+    )
+    assert row("pairs rejected by the trainer: placeholder_in_text").endswith("1")
+    assert any(
+        line.startswith("'placeholder_in_text' (trainer): a text holds the processor's image")
         for line in lines
     )
 

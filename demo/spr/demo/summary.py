@@ -87,7 +87,7 @@ class DemoSummary:
         return scale
 
     def skip_explanations(self) -> list[str]:
-        """One line per reason in ``skipped``: what it means."""
+        """One line per reason in ``skipped`` (scorer) and the trainer's rejections: what it means."""
         notes = []
         for outcome in sorted(self.skipped):
             reason = outcome.removeprefix("no pair: ")
@@ -95,6 +95,10 @@ class DemoSummary:
             if reason == SKIP_MARGIN and self.min_margin is not None:
                 meaning += f" (--min-margin {self.min_margin:g})"
             notes.append(f"'{reason}': {meaning}")
+        rejected = self.train.get("spool_rejected")
+        for reason in sorted(rejected) if isinstance(rejected, dict) else []:
+            meaning = REJECT_MEANINGS.get(reason, "see rejects.jsonl in the trainer's spool")
+            notes.append(f"'{reason}' (trainer): {meaning}")
         return notes
 
     def _train_rows(self) -> list[tuple[str, str]]:
@@ -122,6 +126,14 @@ SKIP_MEANINGS = {
     SKIP_MARGIN: "the best (refined) candidate beat the worst by less than the minimum margin",
     SKIP_IDENTICAL: "the best and the worst candidate are the same text: nothing to prefer",
     SKIP_NO_CANDIDATES: "the generator produced no candidate for the region",
+}
+# Why the trainer's spool refuses a pair (spr.trainer.spool.RejectReason), for the same notes.
+REJECT_MEANINGS = {
+    "too_long": "prompt with image tokens plus response exceed max_length tokens",
+    "image_outside_data_root": "the pair's image path points outside the data root",
+    "image_unreadable": "the pair's image exists but cannot be decoded",
+    "placeholder_in_text": "a text holds the processor's image placeholder token, which training would "
+    "expand into image tokens without an image",
 }
 DPO_ROWS = (
     ("loss", "loss"),
