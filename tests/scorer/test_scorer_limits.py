@@ -278,3 +278,25 @@ def test_a_downscaled_image_scores_like_the_original_region(make_settings: Setti
             assert response.status_code == 200, response.text
             scores.append(response.json()["candidates"][0]["semantic"]["score"])
     assert scores[0] == pytest.approx(scores[1], abs=0.02)
+
+
+def test_bodies_validated_off_the_loop_keep_their_openapi_schema(small_limits: TestClient) -> None:
+    spec = small_limits.get("/openapi.json").json()
+    for path, schema in (("/score", "ScoreRequest"), ("/get_reward", "GetRewardRequest")):
+        body = spec["paths"][path]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{schema}"}
+        assert "properties" in spec["components"]["schemas"][schema]
+    refs = {ref for ref in _refs(spec) if ref.startswith("#/components/schemas/")}
+    assert {ref.rsplit("/", 1)[1] for ref in refs} <= set(spec["components"]["schemas"])
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)

@@ -23,6 +23,7 @@ from spr.scorer.serving import ScoreServing
 from spr.scorer.settings import ScorerSettings
 from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.queue import Queue
+from spr.shared.reward_api import GetRewardRequest
 from spr.shared.scoring_api import ScoreRequest
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -116,10 +117,11 @@ def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> Fas
 
 
 def _with_request_schema(spec: dict[str, Any]) -> dict[str, Any]:
-    """Add ScoreRequest (validated by the handler on the CPU pool, so FastAPI does not see it)."""
-    schema = ScoreRequest.model_json_schema(ref_template=REF_TEMPLATE, mode="validation")
+    """Add the request bodies the handlers validate on the CPU pool (so FastAPI does not see them)."""
     components = spec.setdefault("components", {}).setdefault("schemas", {})
-    for name, sub in schema.pop("$defs", {}).items():
-        components.setdefault(name, sub)
-    components["ScoreRequest"] = schema
+    for model in (ScoreRequest, GetRewardRequest):
+        schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode="validation")
+        for name, sub in schema.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components[model.__name__] = schema
     return spec

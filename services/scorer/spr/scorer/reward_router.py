@@ -15,6 +15,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from spr.scorer.errors import InputError
+from spr.scorer.router import json_body
 from spr.scorer.serving import ScoreServing
 from spr.shared.reward_api import (
     GetRewardRequest,
@@ -39,14 +40,20 @@ router = APIRouter()
             "model": ErrorResponse,
             "description": "Invalid input, e.g. a label that is no region task.",
         },
-        503: {"model": ErrorResponse, "description": "Models not loaded yet."},
+        503: {
+            "model": ErrorResponse,
+            "description": "Models not loaded yet, too many connections, or the decoded-pixel budget is "
+            "exhausted (with Retry-After, seconds).",
+        },
     },
     summary="Rewards for rollouts (OpenRLHF remote reward protocol); labels carry the region tasks",
+    openapi_extra=json_body("GetRewardRequest"),
 )
-async def get_reward(request: Request, body: GetRewardRequest) -> Response:
+async def get_reward(request: Request) -> Response:
     serving: ScoreServing = request.app.state.serving
+    body = await serving.parse(GetRewardRequest, await request.body())
     try:
-        tasks = body.tasks()
+        tasks = await serving.batched.run_cpu(body.tasks)
     except RewardTaskError as exc:
         raise InputError(exc.message, field=exc.field) from None
     responses = body.responses()

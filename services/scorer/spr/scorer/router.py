@@ -7,10 +7,8 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 from spr.scorer.envelope import error_response
 from spr.scorer.serving import ScoreServing
 from spr.scorer.telemetry import ScorerMetrics
@@ -19,6 +17,7 @@ from spr.shared.scoring_api import (
     ErrorResponse,
     HealthResponse,
     ReadyResponse,
+    ScoreRequest,
     ScoreResponse,
 )
 
@@ -42,13 +41,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 }
 
-# The body is validated on the CPU pool (not by FastAPI on the event loop): its schema is declared here.
-_SCORE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}},
+
+def json_body(schema: str) -> dict[str, Any]:
+    """OpenAPI of a JSON body the handler validates itself, on the CPU pool (FastAPI would do it on
+    the event loop): the schema is added to the components by the app (``create_app``)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
     }
-}
 
 
 @router.post(
@@ -56,14 +58,11 @@ _SCORE_BODY = {
     response_model=ScoreResponse,
     responses=_ERRORS,
     summary="Score a region's candidate descriptions and select a preference pair",
-    openapi_extra=_SCORE_BODY,
+    openapi_extra=json_body("ScoreRequest"),
 )
 async def score(request: Request) -> Response:
     serving: ScoreServing = request.app.state.serving
-    try:
-        body = await serving.parse(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+    body = await serving.parse(ScoreRequest, await request.body())
     result = await serving.score(body)
     return Response(result.model_dump_json(), media_type="application/json")
 

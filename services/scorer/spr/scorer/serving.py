@@ -8,7 +8,10 @@ through its micro-batcher.
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from spr.scorer.batching import BatchedScorer
 from spr.scorer.errors import InputError
 from spr.scorer.images import ImageStore
@@ -18,6 +21,8 @@ from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.scoring_api import ScoreRequest, ScoreResponse
 
 logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ScoreServing:
@@ -31,13 +36,16 @@ class ScoreServing:
         self.metrics = metrics
         self.limits = limits
 
-    async def parse(self, body: bytes) -> ScoreRequest:
-        """The validated request; raises pydantic's ValidationError (-> 422 naming each field).
+    async def parse(self, model: type[M], body: bytes) -> M:
+        """The validated request body; raises RequestValidationError (-> 422 naming each field).
 
         JSON decoding and validation of a body up to SPR_SCORER_MAX_BODY_BYTES take long enough to
-        stall every other client, so they run on the CPU pool.
+        stall every other client, so they run on the CPU pool (FastAPI would run them on the loop).
         """
-        return await self.batched.run_cpu(ScoreRequest.model_validate_json, body)
+        try:
+            return await self.batched.run_cpu(model.model_validate_json, body)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from None
 
     async def score(self, request: ScoreRequest) -> ScoreResponse:
         """Score a request; raises InputError / LimitError (422 naming the field) or BusyError (503)."""
