@@ -90,3 +90,24 @@ def test_grpo_steps_log_spr_rewards_and_move_the_adapter(tmp_path: Path, tiny_mo
     weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     lora_b = [tensor for name, tensor in weights.items() if "lora_B" in name]
     assert lora_b and any(float(tensor.abs().max()) > 0 for tensor in lora_b)
+
+
+def test_tasks_from_the_queue_use_their_own_group(tmp_path: Path, redis_url: str) -> None:
+    from spr.reward.grpo import read_tasks_file, read_tasks_queue
+    from spr.reward.grpo_config import SprGrpoConfig
+    from spr.shared.queue import STREAM_TASKS, Queue
+
+    tasks = read_tasks_file(write_tasks(tmp_path, 3))
+    queue = Queue.from_url(redis_url)
+    for task in tasks:
+        queue.publish(STREAM_TASKS, task.task_id, task)
+    cfg = SprGrpoConfig(from_queue=True, max_tasks=2, redis_url=redis_url, queue_timeout_s=10)
+    got = read_tasks_queue(cfg)
+    assert [t.task_id for t in got] == [t.task_id for t in tasks[:2]]
+    groups = {g.name: g for g in queue.status([STREAM_TASKS]).streams[0].groups}
+    assert groups["grpo"].pending == 0  # read tasks are acknowledged
+    assert "generators" not in groups  # the generators' group is untouched
+    queue.close()
+    (tmp_path / "bad.jsonl").write_text('{"task_id": "x"}\n')
+    with pytest.raises(GrpoConfigError, match=r"bad\.jsonl:1: not a region task"):
+        read_tasks_file(tmp_path / "bad.jsonl")

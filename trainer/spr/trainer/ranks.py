@@ -152,6 +152,10 @@ def run_training_ranks(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         summary.adapter_dir = str(train._publish_adapter(output_dir, done[-1]))
         if summary.rounds:
             summary.final_metrics = summary.rounds[-1].metrics
+        if cfg.merge_adapter:
+            merged = output_dir / "merged"
+            train.merge_adapter(model_dir, Path(summary.adapter_dir), merged, args)
+            summary.merged_dir = str(merged)
         summary.wall_time_s = time.monotonic() - started
         summary.write(output_dir)
     ranks.barrier("adapter published")
