@@ -300,3 +300,32 @@ def _refs(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from _refs(item)
+
+
+def test_no_cpu_work_runs_on_the_event_loop(
+    small_limits: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever the size: validation, image opening, parsing + IoU (plan) and finish run on the CPU pool.
+    import threading
+
+    from spr.shared.scoring_api import ScoreRequest
+
+    seen: dict[str, str] = {}
+
+    def spy(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = threading.current_thread().name
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(Scorer, "plan", spy("plan", Scorer.plan))
+    monkeypatch.setattr(Scorer, "finish", spy("finish", Scorer.finish))
+    monkeypatch.setattr(ImageStore, "open_path", spy("open_path", ImageStore.open_path))
+    monkeypatch.setattr(
+        ScoreRequest, "model_validate_json", spy("validate", ScoreRequest.model_validate_json)
+    )
+    response = small_limits.post("/score", json=score_request(TEXTS, options=LOC))
+    assert response.status_code == 200, response.text
+    assert set(seen) == {"plan", "finish", "open_path", "validate"}
+    assert all(thread.startswith("spr-cpu") for thread in seen.values()), seen
