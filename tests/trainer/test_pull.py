@@ -100,6 +100,26 @@ def test_a_trainer_killed_between_spool_write_and_ack_loses_and_duplicates_nothi
     ]
 
 
+def test_a_trainer_restarted_under_its_name_takes_its_pending_pairs_back_at_once(
+    redis_url: str, tmp_path: Path, data_root: Path, pairs_factory: MakePair
+) -> None:
+    slow = QueueConfig(visibility_timeout_s=600, block_ms=20)
+    queue = Queue.from_url(redis_url, slow)
+    pairs = [pairs_factory(i) for i in range(4)]
+    _publish(queue, pairs)
+    deliveries = queue.consume(STREAM_PAIRS, TRAINER_GROUP, "trainer-host", count=4, block_ms=20)
+    with Spool(tmp_path / "s", data_root=data_root) as spool:
+        spool.append_many([d.parse(PreferencePair) for d in deliveries[:2]])  # killed mid-batch
+    with Spool(tmp_path / "s", data_root=data_root) as spool:
+        stats = Puller(
+            queue, spool, consumer="trainer-host", until_empty=True, timeout_s=30, block_ms=20
+        ).run()
+        assert len(spool) == 4
+    # Not a 600 s wait for the visibility timeout: drained, the two spooled ones dropped as duplicates.
+    assert (stats.stopped, stats.added, stats.duplicates, stats.acked) == ("drained", 2, 2, 4)
+    assert _group(queue).pending == 0
+
+
 def test_a_pair_whose_image_is_missing_is_never_acked_and_ends_dead_lettered(
     redis_url: str, tmp_path: Path, data_root: Path, pairs_factory: MakePair
 ) -> None:

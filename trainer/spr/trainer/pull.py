@@ -117,6 +117,11 @@ class Puller:
 
     def _loop(self, started: float) -> StopReason:
         next_prune = time.monotonic()
+        # A restarted trainer is the same consumer: what it holds was spooled or not by its previous
+        # life; take it back now instead of after the visibility timeout (the spool drops duplicates).
+        released = self.queue.release_pending(STREAM_PAIRS, self.group, self.consumer)
+        if released:
+            logger.info("taking back %d pair entries left pending by this consumer's previous run", released)
         while True:
             if self.stop_event.is_set():
                 return "stopped"

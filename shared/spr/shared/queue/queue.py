@@ -326,6 +326,30 @@ class Queue:
             )
         return bool(moved)
 
+    def release_pending(self, stream: str, group: str, consumer: str) -> int:
+        """Make every entry ``consumer`` holds in ``group`` reclaimable now; returns how many.
+
+        For a consumer that restarts under a stable name (the trainer): what that name holds was left
+        by its previous life, so there is no point waiting the visibility timeout for it.
+        """
+        with translate_redis_errors(self.url):
+            try:
+                held: list[dict[str, Any]] = self._client.xpending_range(
+                    stream, group, min="-", max="+", count=10_000, consumername=consumer
+                )
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                return 0  # no group yet: nothing can be held
+            ids: list[Any] = [str(entry["message_id"]) for entry in held]
+            if ids:
+                # JUSTID keeps the delivery counter: the reclaim that hands them out counts the retry.
+                self._client.xclaim(
+                    stream, group, consumer, 0, ids, idle=self.config.visibility_timeout_ms + 1, justid=True
+                )
+                self._reclaim_cursor.pop((stream, group), None)
+        return len(ids)
+
     def ack(self, delivery: Delivery) -> None:
         """Mark the entry done in its group. Call only after the entry's output is written."""
         with translate_redis_errors(self.url):
