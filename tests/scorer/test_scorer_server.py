@@ -80,27 +80,51 @@ def test_idle_keep_alive_connections_are_closed(server: ServerThread) -> None:
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"status":"ok"}')
 
 
-def test_connections_beyond_the_cap_get_503(make_settings: Settings) -> None:
-    settings = make_settings(scorer_max_connections=8)
+def test_over_the_connection_cap_only_health_is_served(make_settings: Settings) -> None:
+    settings = make_settings(scorer_max_connections=4)
     with ServerThread(create_app(settings), settings) as server:
-        _over_the_cap(server)
+        held = [_connect(server) for _ in range(4)]
+        try:
+            # Accepted in order: each of these finds 4 open connections before it.
+            with _connect(server) as probe:
+                probe.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                health = _read_until_closed(probe)  # answered, then closed
+            assert health.startswith(b"HTTP/1.1 200 ") and health.endswith(b'{"status":"ok"}')
+            with _connect(server) as client:
+                client.sendall(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+                busy = _read_until_closed(client)
+            assert busy.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in busy
+            assert b'"code":"busy"' in busy and b"SPR_SCORER_MAX_CONNECTIONS" in busy
+            with _connect(server) as idle:
+                assert _read_until_closed(idle).startswith(b"HTTP/1.1 408 ")  # 1 s over the cap, not 10
+        finally:
+            for sock in held:
+                sock.close()
+        _wait_for_health(server)
+        metrics = httpx.get(server.url + "/metrics").text
+    assert 'spr_scorer_refused_total{reason="too_many_connections",source="http"} 1.0' in metrics
 
 
-def _over_the_cap(server: ServerThread) -> None:
-    held = [_connect(server) for _ in range(8)]
-    try:
-        # Accepted in order: the 9th connection finds 8 open ones.
-        with _connect(server) as extra:
-            answer = _read_until_closed(extra)
-        assert answer.startswith(b"HTTP/1.1 503 ") and b"SPR_SCORER_MAX_CONNECTIONS" in answer
-    finally:
-        for sock in held:
-            sock.close()
+def test_past_twice_the_cap_connections_are_refused_at_once(make_settings: Settings) -> None:
+    settings = make_settings(scorer_max_connections=4)
+    with ServerThread(create_app(settings), settings) as server:
+        held = [_connect(server) for _ in range(8)]
+        try:
+            with _connect(server) as extra:
+                answer = _read_until_closed(extra, timeout_s=0.9)  # before the over-cap header timeout
+            assert answer.startswith(b"HTTP/1.1 503 ") and b"SPR_SCORER_MAX_CONNECTIONS" in answer
+        finally:
+            for sock in held:
+                sock.close()
+        _wait_for_health(server)
+
+
+def _wait_for_health(server: ServerThread) -> None:
     deadline = time.monotonic() + 10
     while True:  # the server notices the closed connections on its next loop turns
         try:
             if httpx.get(server.url + "/healthz", timeout=2).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             pass
         assert time.monotonic() < deadline, "/healthz did not come back after the connections closed"
@@ -127,6 +151,8 @@ def test_healthz_answers_while_the_scorer_is_saturated(scorer_data_root: Path, t
         "SPR_SCORER_SEMANTIC_MODEL": "none",
         "SPR_DATA_ROOT": str(scorer_data_root),
         "SPR_SCORER_HEADER_TIMEOUT_S": "2",
+        # The slow flood below goes past the cap: health must still answer over it.
+        "SPR_SCORER_MAX_CONNECTIONS": "150",
     }
     body = _heavy_body()
     assert body["image"] == {"path": IMAGE}
@@ -145,22 +171,23 @@ def test_healthz_answers_while_the_scorer_is_saturated(scorer_data_root: Path, t
         clients = [threading.Thread(target=load, args=(server.url,)) for _ in range(6)]
         for client in clients:
             client.start()
-        # Slow clients too: 200 connections that never finish their headers.
-        slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
-        for sock in slow:
-            sock.sendall(b"POST /score HTTP/1.1\r\nhost: x\r\n")
+        slow: list[socket.socket] = []
         latencies = []
         try:
             deadline = time.monotonic() + 60
             while len(statuses) < 6 and time.monotonic() < deadline:
-                time.sleep(0.05)  # polling until the scorer is busy, with a deadline
+                time.sleep(0.05)  # polling until the scorer is busy (clients connected), with a deadline
+            # Slow clients too: 200 connections (50 over the cap) that never finish their headers.
+            for _ in range(200):
+                slow.append(socket.create_connection(("127.0.0.1", server.port)))
+                slow[-1].sendall(b"POST /score HTTP/1.1\r\nhost: x\r\n")
             with httpx.Client(base_url=server.url, timeout=30) as probe:
                 for _ in range(40):
                     started = time.perf_counter()
                     assert probe.get("/healthz").status_code == 200
                     latencies.append(time.perf_counter() - started)
                     time.sleep(0.05)  # probe spacing, not a wait for a condition
-            # Every slow client is cut off by the header timeout (2 s) with a 408.
+            # Every slow client is cut off with a 408 (2 s, 1 s over the cap).
             for sock in slow:
                 assert _read_until_closed(sock, timeout_s=30).startswith(b"HTTP/1.1 408 ")
         finally:

@@ -15,7 +15,12 @@ from spr.scorer.envelope import install_handlers
 from spr.scorer.images import pil_pixel_limit
 from spr.scorer.limits import PixelBudget
 from spr.scorer.loading import image_store, load_scorer
-from spr.scorer.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestMetricsMiddleware
+from spr.scorer.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    ConnectionCapMiddleware,
+    RequestMetricsMiddleware,
+)
 from spr.scorer.reward_router import router as reward_router
 from spr.scorer.router import router
 from spr.scorer.scoring import Scorer
@@ -101,6 +106,9 @@ def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> Fas
     )
     if api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key, metrics=metrics)
+    app.add_middleware(
+        ConnectionCapMiddleware, max_connections=settings.scorer_max_connections, metrics=metrics
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:

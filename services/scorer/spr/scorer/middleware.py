@@ -1,7 +1,8 @@
-"""ASGI middleware of the scorer app: request metrics, the API key, the body size limit.
+"""ASGI middleware of the scorer app: request metrics, the connection cap, the API key, the body limits.
 
 Plain ASGI (not Starlette's BaseHTTPMiddleware) so that the hot path stays cheap. Order, outermost
-first: metrics (sees every answer, 401 and 413 included), API key, body limit, the app.
+first: metrics (sees every answer, 401, 413 and 503 included), connection cap, API key, body size and
+time limit, the app.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from spr.scorer.envelope import error_body
-from spr.scorer.limits import AUTH, BODY_TIMEOUT, TOO_LARGE
+from spr.scorer.limits import AUTH, BODY_TIMEOUT, TOO_LARGE, TOO_MANY_CONNECTIONS
 from spr.scorer.telemetry import ScorerMetrics
 
 Scope = MutableMapping[str, Any]
@@ -24,6 +25,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Routes open without the API key: orchestrators probe them without credentials.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Key in the ASGI scope's state of a connection opened beyond SPR_SCORER_MAX_CONNECTIONS.
+OVER_CAP = "spr_over_connection_cap"
 KNOWN_ROUTES = frozenset({"/score", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
 
 
@@ -72,6 +75,40 @@ class RequestMetricsMiddleware:
         finally:
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
             self.metrics.requests.labels(route, str(status)).inc()
+
+
+class ConnectionCapMiddleware:
+    """On a connection over the cap (see :func:`spr.scorer.serve_config.guarded_h11`): health probes
+    are served, everything else gets 503 ``busy``; either way the connection closes afterwards."""
+
+    def __init__(self, app: ASGIApp, max_connections: int, metrics: ScorerMetrics | None = None) -> None:
+        self.app = app
+        self.max_connections = max_connections
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("state", {}).get(OVER_CAP):
+            await self.app(scope, receive, send)
+            return
+        if scope.get("path") not in OPEN_PATHS:
+            if self.metrics is not None:
+                self.metrics.refused.labels("http", TOO_MANY_CONNECTIONS).inc()
+            await _send_error(
+                send,
+                503,
+                "busy",
+                f"the scorer has {self.max_connections} connections open (SPR_SCORER_MAX_CONNECTIONS); "
+                "retry later",
+                [(b"retry-after", b"1"), (b"connection", b"close")],
+            )
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
 
 
 class ApiKeyMiddleware:

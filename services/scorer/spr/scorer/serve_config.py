@@ -18,11 +18,15 @@ import uvicorn
 from fastapi import FastAPI
 from spr.scorer.envelope import error_body
 from spr.scorer.limits import HEADER_TIMEOUT, TOO_MANY_CONNECTIONS
+from spr.scorer.middleware import OVER_CAP
 from spr.scorer.settings import ScorerSettings
 from spr.scorer.telemetry import ScorerMetrics
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 logger = logging.getLogger(__name__)
+
+# Seconds a connection over the cap has for its headers (a health probe sends them at once).
+OVER_CAP_HEADER_TIMEOUT_S = 1.0
 
 
 def _raw_response(status: int, reason: str, code: str, message: str) -> bytes:
@@ -37,12 +41,15 @@ def _raw_response(status: int, reason: str, code: str, message: str) -> bytes:
 def guarded_h11(
     *, header_timeout_s: float, max_connections: int, on_refuse: Callable[[str], None]
 ) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a header timeout and a hard cap on open connections.
+    """uvicorn's h11 protocol with a header timeout and a cap on open connections that spares health.
 
     A request's headers must arrive within ``header_timeout_s`` seconds of the connection opening (or of
-    the first byte of a later request on a kept-alive connection), else 408 and close. A connection
-    beyond ``max_connections`` open ones gets 503 and is closed at once, so slow clients cannot exhaust
-    file descriptors (uvicorn's own limit answers 503 per request but keeps every connection open).
+    the first byte of a later request on a kept-alive connection), else 408 and close. Connections
+    beyond ``max_connections`` open ones, up to as many again, are marked over the cap (in the ASGI
+    scope's state, for :class:`spr.scorer.middleware.ConnectionCapMiddleware`: health probes are
+    answered, anything else gets 503) and get at most ``OVER_CAP_HEADER_TIMEOUT_S`` for their headers;
+    past twice the cap a connection gets 503 and is closed at once. So a flood of slow clients can
+    neither exhaust file descriptors nor take /healthz down.
     """
     timeout_answer = _raw_response(
         408,
@@ -60,13 +67,19 @@ def guarded_h11(
     class GuardedH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
 
+        _header_timeout_s = header_timeout_s
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if len(self.connections) > max_connections:
+            open_now = len(self.connections)
+            if open_now > 2 * max_connections:
                 on_refuse(TOO_MANY_CONNECTIONS)
                 transport.write(full_answer)
                 transport.close()
                 return
+            if open_now > max_connections:
+                self.app_state = {**self.app_state, OVER_CAP: True}
+                self._header_timeout_s = min(header_timeout_s, OVER_CAP_HEADER_TIMEOUT_S)
             self._arm()
 
         def data_received(self, data: bytes) -> None:
@@ -82,7 +95,7 @@ def guarded_h11(
 
         def _arm(self) -> None:
             self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
+            self._header_timer = self.loop.call_later(self._header_timeout_s, self._headers_too_slow)
 
         def _disarm(self) -> None:
             if self._header_timer is not None:
@@ -125,9 +138,9 @@ def uvicorn_config(
         "log_level": log_level,
         "lifespan": "on",
         "http": protocol,
-        # A backstop only: the guarded protocol closes connection N + 1 first, with the JSON envelope
-        # (uvicorn's own 503 is plain text and refuses requests on every open connection at N).
-        "limit_concurrency": settings.scorer_max_connections + 1,
+        # A backstop only: the guarded protocol closes connection 2N + 1 first, with the JSON envelope
+        # (uvicorn's own 503 is plain text and would refuse health probes too).
+        "limit_concurrency": 2 * settings.scorer_max_connections + 1,
         "timeout_keep_alive": settings.scorer_keep_alive_timeout_s,
     }
     return uvicorn.Config(app, **options)
