@@ -1,33 +1,49 @@
-"""Load benchmark of the scorer's HTTP service: N concurrent clients posting regions of 8 candidates.
+"""Load benchmark of the scorer's HTTP service: concurrent clients posting regions of 8 candidates.
 
 The server is the real thing, ``spr scorer serve`` in a subprocess on a free port (its own
-interpreter, so the clients' event loop does not share its GIL); the clients are asyncio + httpx in
-this process. Two scenarios, each after a warm-up:
+interpreter). Two load generators (``--client``):
+
+- ``wrk`` (the default when ``wrk`` is on PATH; ``apt-get install wrk``): C, driven by a Lua script
+  that cycles through 16 pre-built request bodies. On a machine with 2+ CPUs, wrk is pinned to one core
+  (``taskset``) and the server to another, so the client's CPU is not the measurement.
+- ``python``: asyncio + httpx clients in this process (for machines without wrk; the clients' CPU
+  then competes with the server's, so it measures less of the server).
+
+Scenarios, each after a warm-up:
 
 - localization-only: SPR_SCORER_SEMANTIC_MODEL=none, lambda = 0;
 - tiny CLIP: the tiny offline CLIP (``spr models tiny``), lambda = 0.8 (crop + local + text encoders).
 
-Then the raw batched model throughput is measured in this process, with the server stopped: the same
+Printed per scenario: candidates/s, p50/p99 latency and the server's CPU time per request (user +
+system from /proc/<pid>/stat over the measured window, divided by the requests answered), which is
+robust to other work on the machine where wall-clock throughput is not. Then the raw batched model
+throughput is measured in this process, with the server stopped and on the server's core: the same
 CLIP calls the scorer makes (``embed_regions`` on a batch of regions, ``embed_texts`` on their 8 texts
-each), back to back, in candidates/s. The ratio scorer / raw says how much of the model's throughput
-the service delivers through HTTP, parsing and micro-batching.
+each), back to back. The ratios scorer / raw (wall clock, and per CPU second) say how much of the
+model's throughput the service delivers through HTTP, parsing and micro-batching.
 
-    .venv/bin/python bench/scorer_load.py [--clients 32] [--duration 10] [--warmup 2]
+    .venv/bin/python bench/scorer_load.py [--client wrk|python] [--clients 32] [--duration 10]
 
-Numbers are from whatever CPUs this runs on; on a shared machine they are noisy.
+Numbers are from whatever CPUs this runs on; on a shared machine wall-clock figures are noisy (the
+load average is printed with them), CPU time per request much less so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +51,10 @@ import httpx
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from spr.scorer.process_server import ScorerProcess
 from spr.scorer.semantic import SemanticScorer
 from spr.shared import formats
 from spr.shared.boxes import BoxT
-from spr.shared.processes import free_port
 from spr.shared.schemas import Size
 from spr.shared.tiny import build_tiny_models
 
@@ -99,48 +115,117 @@ def make_bodies(images: list[tuple[str, list[BoxT]]], rng: np.random.Generator, 
     return bodies
 
 
-class Server:
-    """``spr scorer serve`` in a subprocess with the given SPR_* environment."""
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spr.cli.main",
-                "scorer",
-                "serve",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ, **env},
-        )
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"scorer server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)  # polling readiness, with a deadline
-        raise TimeoutError("scorer server not ready in time")
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds the server process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+@dataclass(frozen=True)
+class Cores:
+    """Where the server (and the raw model run) and wrk run; None = no pinning (fewer than 2 CPUs)."""
+
+    server: set[int] | None
+    client: set[int] | None
+
+    @classmethod
+    def pick(cls) -> Cores:
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < 2:
+            return cls(None, None)
+        return cls({allowed[-1]}, {allowed[0]})
+
+    @contextlib.contextmanager
+    def on_server_core(self) -> Iterator[None]:
+        """Run the block (and any process it starts: children inherit it) on the server's core."""
+        if self.server is None:
+            yield
+            return
+        previous = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.server)
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, previous)
+
+
+def start_server(env: dict[str, str], log: Path, cores: Cores) -> ScorerProcess:
+    """``spr scorer serve`` with ``env``, pinned to the server core (its threads inherit the mask)."""
+    server = ScorerProcess(env, log)
+    with cores.on_server_core():
+        server.start()
+    return server
+
+
+def wrk_lua(path: Path, bodies: list[bytes]) -> Path:
+    """A wrk script that pre-formats one POST /score request per body and cycles through them."""
+    literals = []
+    for body in bodies:
+        text = body.decode()
+        if "]==]" in text:
+            raise ValueError("a body contains the Lua long-bracket terminator")
+        literals.append(f"[==[{text}]==]")
+    path.write_text(
+        "local bodies = {\n" + ",\n".join(literals) + "\n}\n"
+        "local requests = {}\n"
+        "local i = 0\n"
+        "init = function(args)\n"
+        "  for k, b in ipairs(bodies) do\n"
+        '    requests[k] = wrk.format("POST", "/score", {["Content-Type"] = "application/json"}, b)\n'
+        "  end\n"
+        "end\n"
+        "request = function()\n"
+        "  i = i % #requests + 1\n"
+        "  return requests[i]\n"
+        "end\n"
+    )
+    return path
+
+
+def to_ms(value: str) -> float:
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if found is None:
+        raise ValueError(f"cannot read wrk's latency {value!r}")
+    number, unit = found.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk_load(url: str, script: Path, connections: int, duration_s: float, cores: Cores) -> dict[str, Any]:
+    """One wrk thread (on the client core) holding ``connections`` keep-alive connections."""
+    pin = [] if cores.client is None else ["taskset", "-c", ",".join(map(str, sorted(cores.client)))]
+    argv = [*pin, "wrk", "-t1", f"-c{connections}", f"-d{duration_s:.0f}s", "--timeout", "30s", "--latency"]
+    out = subprocess.run(
+        [*argv, "-s", str(script), url + "/score"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration_s + 120,
+    ).stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if total is None or p50 is None or p99 is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    sent = int(total.group(1))
+    errors = int(bad.group(1)) if bad else 0
+    errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
+    window_s = to_ms(total.group(2) + total.group(3)) / 1000
+    ok = sent - (int(bad.group(1)) if bad else 0)
+    return {
+        "requests": ok,
+        "sent": sent,
+        "errors": errors,
+        "requests_per_s": ok / window_s,
+        "candidates_per_s": ok * CANDIDATES / window_s,
+        "p50_ms": to_ms(p50.group(1)),
+        "p99_ms": to_ms(p99.group(1)),
+    }
 
 
 async def load(
@@ -219,26 +304,34 @@ def raw_model_throughput(
 
 
 def run_scenario(
-    name: str, env: dict[str, str], bodies: list[bytes], args: argparse.Namespace
+    name: str, env: dict[str, str], bodies: list[bytes], args: argparse.Namespace, cores: Cores, tmp: Path
 ) -> dict[str, Any]:
     """Start a server with ``env``, load it, stop it; prints and returns the measurements."""
-    server = Server(env)
+    server = start_server(env, tmp / f"{name}.log", cores)
     try:
-        server.wait_ready()
-        server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
-        result = asyncio.run(load(server.url, bodies, args.clients, args.duration, args.warmup))
-        sent = result["sent"]
-        result["server_cpu_ms"] = 1000 * (server.cpu_seconds() - server_cpu) / sent
-        result["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / sent
+        with httpx.Client(base_url=server.url, timeout=60) as http:  # warm-up, one request at a time
+            for body in bodies * 2:
+                http.post("/score", content=body, headers={"content-type": "application/json"})
+        server_cpu, client_cpu = process_cpu_s(server.pid), time.process_time()
+        load_before = load_average()
+        if args.client == "wrk":
+            script = wrk_lua(tmp / f"{name}.lua", bodies)
+            result = wrk_load(server.url, script, args.clients, args.duration, cores)
+        else:
+            result = asyncio.run(load(server.url, bodies, args.clients, args.duration, args.warmup))
+            result["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / result["sent"]
+        result["server_cpu_ms"] = 1000 * (process_cpu_s(server.pid) - server_cpu) / result["sent"]
+        result["load"] = f"{load_before} -> {load_average()}"
         result["batches"] = mean_batch_sizes(httpx.get(server.url + "/metrics").text)
     finally:
         server.stop()
     batches = ", ".join(f"{k} {v:.1f}" for k, v in result["batches"].items()) or "none"
+    clients = f", clients {result['client_cpu_ms']:.2f} ms" if "client_cpu_ms" in result else ""
     print(
         f"{name:18s} {result['candidates_per_s']:8.0f} candidates/s  {result['requests_per_s']:7.1f} req/s  "
         f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}\n"
-        f"{'':18s} CPU per request: server {result['server_cpu_ms']:.2f} ms, clients "
-        f"{result['client_cpu_ms']:.2f} ms; mean items per model forward: {batches}"
+        f"{'':18s} CPU per request: server {result['server_cpu_ms']:.2f} ms{clients}; "
+        f"mean items per model forward: {batches}; load average {result['load']}"
     )
     return result
 
@@ -263,16 +356,21 @@ def compare_with_raw(
     bodies: list[bytes],
     result: dict[str, Any],
     args: argparse.Namespace,
+    cores: Cores,
 ) -> None:
     regions = max(1, args.batch_texts // CANDIDATES)
-    raw, raw_cpu_ms = raw_model_throughput(clip_dir, root, bodies, regions, args.duration, args.torch_threads)
+    with cores.on_server_core():
+        raw, raw_cpu_ms = raw_model_throughput(
+            clip_dir, root, bodies, regions, args.duration, args.torch_threads
+        )
     print(
         f"{'raw ' + name:18s} {raw:8.0f} candidates/s  "
         f"(CPU per 8 candidates {raw_cpu_ms * CANDIDATES:.2f} ms; "
-        f"{regions} regions + {regions * CANDIDATES} texts per forward pair, in this process, server stopped)"
+        f"{regions} regions + {regions * CANDIDATES} texts per forward pair, in this process on the "
+        "server's core, server stopped)"
     )
-    # Per CPU second as well: independent of how many cores the clients and the machine's other
-    # processes leave to the server.
+    # Per CPU second as well: independent of how much of its core the machine's other processes leave
+    # to the server.
     print(
         f"{'':18s} scorer / raw model throughput: {result['candidates_per_s'] / raw:.2f} (aim >= 0.8); "
         f"per CPU second: {raw_cpu_ms * CANDIDATES / result['server_cpu_ms']:.2f}"
@@ -283,9 +381,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator (default wrk when it is on PATH, else python)",
+    )
+    parser.add_argument("--clients", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="python client: unmeasured seconds before each"
+    )
     parser.add_argument("--models", type=Path, default=None, help="tiny models folder (built if missing)")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="SPR_SCORER_BATCH_MAX_WAIT_MS")
     parser.add_argument("--batch-texts", type=int, default=64, help="SPR_SCORER_BATCH_MAX_SIZE")
@@ -297,7 +403,13 @@ def main() -> int:
         action="store_true",
         help="also run a larger random CLIP (224 px, 6 vision layers) where the model cost dominates",
     )
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=["loc", "clip"], default=["loc", "clip"], help="what to run"
+    )
     args = parser.parse_args()
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not installed (apt-get install wrk); or use --client python")
+    cores = Cores.pick()
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="spr-scorer-bench-") as tmp:
@@ -314,27 +426,38 @@ def main() -> int:
             "SPR_SCORER_BATCH_MAX_REGIONS": str(max(1, args.batch_texts // CANDIDATES)),
             "SPR_SCORER_TORCH_THREADS": str(args.torch_threads),
         }
+        pinning = (
+            f"server (and the raw model run) on CPU {sorted(cores.server)}, wrk on CPU {sorted(cores.client)}"
+            if cores.server is not None and cores.client is not None and args.client == "wrk"
+            else f"{os.cpu_count()} CPUs shared by server, clients and anything else running"
+        )
         print(
-            f"{args.clients} clients, {CANDIDATES} candidates per request, {args.duration:.0f} s per "
-            f"scenario, {os.cpu_count()} CPUs shared by server, clients and anything else running "
-            "(numbers are noisy)"
+            f"client {args.client}: {args.clients} connections, {CANDIDATES} candidates per request, "
+            f"{args.duration:.0f} s per scenario; {pinning}; load average {load_average()}"
         )
-        loc = run_scenario(
-            "localization-only",
-            {**common, "SPR_SCORER_SEMANTIC_MODEL": "none"},
-            make_bodies(images, rng, 0.0),
-            args,
-        )
-        clip_bodies = make_bodies(images, rng, 0.8)
-        clips = [("tiny-clip", models.clip)]
-        if args.medium_clip:
-            clips.append(("medium-clip", build_medium_clip(Path(tmp) / "medium-clip")))
-        for name, folder in clips:
-            result = run_scenario(
-                name, {**common, "SPR_SCORER_SEMANTIC_MODEL": str(folder)}, clip_bodies, args
+        tmp_path = Path(tmp)
+        if "loc" in args.scenarios:
+            loc = run_scenario(
+                "localization-only",
+                {**common, "SPR_SCORER_SEMANTIC_MODEL": "none"},
+                make_bodies(images, rng, 0.0),
+                args,
+                cores,
+                tmp_path,
             )
-            compare_with_raw(name, folder, root, clip_bodies, result, args)
-        print(f"localization-only: {loc['candidates_per_s']:.0f} candidates/s (aim >= 2000)")
+            print(
+                f"localization-only: {loc['candidates_per_s']:.0f} candidates/s (aim >= 2000), server CPU "
+                f"{loc['server_cpu_ms']:.2f} ms per request (aim <= 1 ms)"
+            )
+        if "clip" in args.scenarios:
+            clip_bodies = make_bodies(images, rng, 0.8)
+            clips = [("tiny-clip", models.clip)]
+            if args.medium_clip:
+                clips.append(("medium-clip", build_medium_clip(tmp_path / "medium-clip")))
+            for name, folder in clips:
+                env = {**common, "SPR_SCORER_SEMANTIC_MODEL": str(folder)}
+                result = run_scenario(name, env, clip_bodies, args, cores, tmp_path)
+                compare_with_raw(name, folder, root, clip_bodies, result, args, cores)
     return 0
 
 
