@@ -108,6 +108,20 @@ def test_environment_fills_only_unset_fields(monkeypatch: pytest.MonkeyPatch, tm
     assert config.data_root == str(tmp_path)
 
 
+def test_queue_resilience_settings_come_from_the_environment_and_are_checked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SPR_QUEUE_RECONNECT_TIMEOUT_S", "12")
+    monkeypatch.setenv("SPR_QUEUE_STALE_CONSUMER_S", "90")
+    config = SprTrainConfig(model=str(tmp_path), stale_consumer_s=30)
+    config.apply_settings(TrainerSettings())
+    assert (config.reconnect_timeout_s, config.stale_consumer_s) == (12, 30)  # the flag wins
+    with pytest.raises(TrainConfigError, match="SPR_QUEUE_RECONNECT_TIMEOUT_S or --reconnect_timeout_s"):
+        SprTrainConfig(model=str(tmp_path), reconnect_timeout_s=-1).validate()
+    with pytest.raises(TrainConfigError, match="stale_consumer_s must be > 0 seconds"):
+        SprTrainConfig(model=str(tmp_path), stale_consumer_s=0).validate()
+
+
 def test_the_7b_config_keeps_the_model_and_output_of_the_settings() -> None:
     # `docker compose run trainer train --config ...` replaces the command: the settings must survive it,
     # and the output must not land on the read-only data mount.

@@ -230,6 +230,16 @@ class SprTrainConfig:
                 "--from_queue needs the data root the pairs' image paths are relative to: set SPR_DATA_ROOT "
                 "or pass --data_root DIR"
             )
+        if self.reconnect_timeout_s is not None and self.reconnect_timeout_s < 0:
+            raise TrainConfigError(
+                f"reconnect_timeout_s must be >= 0 seconds (got {self.reconnect_timeout_s}; "
+                "SPR_QUEUE_RECONNECT_TIMEOUT_S or --reconnect_timeout_s)"
+            )
+        if self.stale_consumer_s is not None and self.stale_consumer_s <= 0:
+            raise TrainConfigError(
+                f"stale_consumer_s must be > 0 seconds (got {self.stale_consumer_s}; "
+                "SPR_QUEUE_STALE_CONSUMER_S or --stale_consumer_s)"
+            )
         if self.visibility_timeout_s <= 0:
             raise TrainConfigError(
                 f"visibility_timeout_s must be > 0 seconds (got {self.visibility_timeout_s})"
