@@ -329,3 +329,25 @@ def test_no_cpu_work_runs_on_the_event_loop(
     assert response.status_code == 200, response.text
     assert set(seen) == {"plan", "finish", "open_path", "validate"}
     assert all(thread.startswith("spr-cpu") for thread in seen.values()), seen
+
+
+def test_get_reward_applies_the_object_limit(small_limits: TestClient) -> None:
+    import json
+
+    from spr.shared.reward_api import RewardTask
+    from spr.shared.scoring_api import ImageInput
+
+    task = RewardTask(
+        image=ImageInput(path="img.png"),
+        region=(0.0, 0.0, 160.0, 100.0),
+        objects=[AnnotatedObject(label=o["label"], box=tuple(o["box"])) for o in _objects(4)],
+        format="ferret",
+    )
+    label = json.loads(task.to_json())
+    label["options"] = {"lambda": 0.0}
+    body = {"query": ["a cup [50, 100, 250, 500]"], "prompts": [""], "labels": [json.dumps(label)]}
+    response = small_limits.post("/get_reward", json=body)
+    assert response.status_code == 422, response.text
+    field = response.json()["error"]["fields"][0]
+    assert field["field"] == "labels.0.objects" and "SPR_SCORER_MAX_OBJECTS" in field["message"]
+    assert 'spr_scorer_refused_total{reason="too_many_objects",source="http"} 1.0' in _refused(small_limits)

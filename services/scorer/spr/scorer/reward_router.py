@@ -75,8 +75,9 @@ async def get_reward(request: Request) -> Response:
             scored = await serving.score(score_request)
         except InputError as exc:
             # Name the first rollout of the chunk: its label is the task at fault.
-            where = f"labels.{indices[0]}" + (f".{exc.field}" if exc.field else "")
-            raise InputError(exc.message, field=where) from None
+            # The same error (a LimitError keeps its refusal reason for /metrics), re-pointed.
+            exc.field = f"labels.{indices[0]}" + (f".{exc.field}" if exc.field else "")
+            raise
         for index, candidate in zip(indices, scored.candidates, strict=True):
             values[index] = RewardValue.from_candidate(candidate, options)
 
