@@ -68,3 +68,8 @@ def test_follower_loads_announced_policy_and_groups_record_it(
     (group,) = generator.generate([task])
     assert group.policy == version
     board.close()
+    # A generator given the published folder as its fixed adapter records the same version.
+    pinned = build_generator(
+        settings.model_copy(update={"generator_adapter": Path(version.adapter_dir or "")})
+    )
+    assert pinned.policy == version

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from spr.shared.policy import POLICY_KEY, PolicyBoard, PolicyError, adapter_hash, publish_adapter
+from spr.shared.policy import (
+    POLICY_KEY,
+    PolicyBoard,
+    PolicyError,
+    adapter_hash,
+    publish_adapter,
+    read_policy_file,
+)
 from spr.shared.schemas import CandidateGroup, PolicyVersion, Provenance
 
 
@@ -31,7 +38,9 @@ def test_publish_copies_to_the_round_folder(tmp_path: Path) -> None:
     target = tmp_path / "policies" / "round-003"
     assert version.adapter_dir == str(target.resolve()) and version.round == 3
     assert (target / "adapter_model.safetensors").read_bytes() == b"w"
-    assert version.adapter_hash == adapter_hash(target)
+    assert version.adapter_hash == adapter_hash(target)  # the recorded version is not hashed
+    assert read_policy_file(target) == version
+    assert read_policy_file(source) is None
     assert version.key == f"r3-{version.adapter_hash}"
     assert not list((tmp_path / "policies").glob(".*partial"))
     with pytest.raises(PolicyError, match="round >= 1"):

@@ -141,6 +141,13 @@ class SprGrpoConfig:
                 "reward_lambda > 0 needs S_sem: pass --semantic_model DIR (a CLIP folder) or "
                 "--reward_lambda 0"
             )
+        for name, low, high in (
+            ("reward_lambda", 0.0, 1.0),
+            ("reward_iou_threshold", 0.0, 1.0),
+            ("reward_format_penalty", 0.0, 2.0),
+        ):
+            if not low <= getattr(self, name) <= high:
+                raise GrpoConfigError(f"{name} must be in [{low}, {high}] (got {getattr(self, name)})")
         for name in ("max_tasks", "lora_r", "lora_alpha", "scorer_max_candidates"):
             value = getattr(self, name)
             if value is not None and value < 1:

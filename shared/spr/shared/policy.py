@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLICY_KEY: Final = "spr:policy"
+# Written into each published adapter folder: a generator given that folder as a fixed adapter
+# (SPR_GENERATOR_ADAPTER) records the same version. Not part of the adapter's hash.
+POLICY_FILE: Final = "spr_policy.json"
 
 # Compare-and-set: store the version unless a newer round is already announced.
 _ANNOUNCE: Final = """
@@ -49,7 +52,7 @@ def adapter_hash(folder: Path) -> str:
     if not (folder / "adapter_config.json").is_file():
         raise PolicyError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != POLICY_FILE):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -71,12 +74,25 @@ def publish_adapter(adapter: Path, policies_dir: Path, *, round_: int, model_id:
     policies_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(adapter, staging)
+    version = PolicyVersion(
+        model_id=model_id, round=round_, adapter_hash=digest, adapter_dir=str(target.resolve())
+    )
+    (staging / POLICY_FILE).write_text(version.model_dump_json(indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     logger.info("policy round %d (%s) published to %s", round_, digest, target)
-    return PolicyVersion(
-        model_id=model_id, round=round_, adapter_hash=digest, adapter_dir=str(target.resolve())
-    )
+    return version
+
+
+def read_policy_file(adapter: Path) -> PolicyVersion | None:
+    """The version a published adapter folder records (None for an adapter published elsewhere)."""
+    path = adapter / POLICY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return PolicyVersion.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise PolicyError(f"{path} does not hold a PolicyVersion: {exc}") from None
 
 
 class PolicyBoard:

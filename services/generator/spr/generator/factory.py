@@ -13,7 +13,7 @@ from spr.generator.settings import GeneratorSettings
 from spr.shared.errors import SprError
 from spr.shared.formats import in_resized_image
 from spr.shared.formats.reader import ResizeRule, format_of_model, resize_rule_of
-from spr.shared.schemas import GroundingFormat
+from spr.shared.schemas import GroundingFormat, PolicyVersion
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def build_generator(settings: GeneratorSettings, engine: Engine | None = None) -
     prompts = PromptSet.load(settings.generator_prompts_file)
     fmt = resolve_format(settings)
     engine = build_engine(settings) if engine is None else engine
-    return CandidateGenerator(
+    generator = CandidateGenerator(
         engine,
         prompts,
         fmt,
@@ -142,3 +142,15 @@ def build_generator(settings: GeneratorSettings, engine: Engine | None = None) -
         resize_rule=build_resize_rule(settings, engine) if in_resized_image(fmt) else None,
         model_id=settings.generator_model_id,
     )
+    generator.policy = initial_policy(settings, generator.model_id)
+    return generator
+
+
+def initial_policy(settings: GeneratorSettings, model_id: str) -> PolicyVersion | None:
+    """The policy recorded on groups before any announcement: the base model (round 0), or the version a
+    published adapter folder records; None for an adapter from elsewhere (its round is unknown)."""
+    from spr.shared.policy import read_policy_file
+
+    if settings.generator_adapter is None:
+        return PolicyVersion(model_id=model_id, round=0)
+    return read_policy_file(settings.generator_adapter)
