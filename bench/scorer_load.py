@@ -51,6 +51,7 @@ import httpx
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from scorer_profile import print_breakdown
 from spr.scorer.process_server import ScorerProcess
 from spr.scorer.semantic import SemanticScorer
 from spr.shared import formats
@@ -186,6 +187,17 @@ def wrk_lua(path: Path, bodies: list[bytes]) -> Path:
     return path
 
 
+def start_profiler(pid: int, name: str, args: argparse.Namespace, cores: Cores) -> subprocess.Popen[bytes]:
+    """py-spy sampling every thread of the server for the measured window (collapsed stacks, on the
+    client core); ``bench/scorer_profile.py`` turns the file into a per-request breakdown."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    pin = [] if cores.client is None else ["taskset", "-c", ",".join(map(str, sorted(cores.client)))]
+    out = args.profile / f"{name}.{args.client}.txt"
+    argv = [*pin, spy, "record", "--pid", str(pid), "--duration", f"{args.duration:.0f}", "--rate", "250"]
+    argv += ["--format", "raw", "--gil", "--nonblocking", "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def to_ms(value: str) -> float:
     found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
     if found is None:
@@ -314,6 +326,7 @@ def run_scenario(
                 http.post("/score", content=body, headers={"content-type": "application/json"})
         server_cpu, client_cpu = process_cpu_s(server.pid), time.process_time()
         load_before = load_average()
+        profiler = None if args.profile is None else start_profiler(server.pid, name, args, cores)
         if args.client == "wrk":
             script = wrk_lua(tmp / f"{name}.lua", bodies)
             result = wrk_load(server.url, script, args.clients, args.duration, cores)
@@ -321,6 +334,9 @@ def run_scenario(
             result = asyncio.run(load(server.url, bodies, args.clients, args.duration, args.warmup))
             result["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / result["sent"]
         result["server_cpu_ms"] = 1000 * (process_cpu_s(server.pid) - server_cpu) / result["sent"]
+        if profiler is not None:
+            profiler.wait(timeout=args.duration + 60)
+            result["profile"] = args.profile / f"{name}.{args.client}.txt"
         result["load"] = f"{load_before} -> {load_average()}"
         result["batches"] = mean_batch_sizes(httpx.get(server.url + "/metrics").text)
     finally:
@@ -333,6 +349,9 @@ def run_scenario(
         f"{'':18s} CPU per request: server {result['server_cpu_ms']:.2f} ms{clients}; "
         f"mean items per model forward: {batches}; load average {result['load']}"
     )
+    if "profile" in result:
+        print(f"{'':18s} where the server's CPU goes (py-spy, GIL holder; {result['profile']}):")
+        print_breakdown(result["profile"], result["server_cpu_ms"])
     return result
 
 
@@ -406,7 +425,16 @@ def main() -> int:
     parser.add_argument(
         "--scenarios", nargs="+", choices=["loc", "clip"], default=["loc", "clip"], help="what to run"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the server with py-spy (pip install py-spy) during each window; stacks into DIR",
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install wrk); or use --client python")
     cores = Cores.pick()
