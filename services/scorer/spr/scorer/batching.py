@@ -24,7 +24,7 @@ from PIL import Image
 from spr.scorer.detector import PhraseDetector
 from spr.scorer.images import decode_for_models
 from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, PixelBudget, PixelHold, ScoringLimits
-from spr.scorer.scoring import Scorer, ScoringInput, detections_to_original
+from spr.scorer.scoring import Scorer, ScoringInput, ScoringPlan, detections_to_original
 from spr.scorer.semantic import RegionEmbedding, SemanticScorer, Vector
 from spr.shared.boxes import BoxT
 from spr.shared.scoring_api import ScoreResponse
@@ -209,7 +209,23 @@ class BatchedScorer:
 
     async def score(self, inputs: ScoringInput, *, limits: ScoringLimits | None = None) -> ScoreResponse:
         """Score one region (``limits`` bound objects x boxes); raises InputError, LimitError, BusyError."""
-        plan = await self.run_cpu(self.scorer.plan, inputs, limits=limits)
+        planned = await self.run_cpu(self.plan_or_finish, inputs, limits=limits)
+        if isinstance(planned, ScoreResponse):
+            return planned
+        return await self.score_planned(*planned)
+
+    def plan_or_finish(
+        self, inputs: ScoringInput, *, limits: ScoringLimits | None = None
+    ) -> ScoreResponse | tuple[ScoringInput, ScoringPlan]:
+        """Parse and IoU (CPU work: call it on the pool); the response right away when no model needs
+        pixels (one hand-off instead of two), else the plan for :meth:`score_planned`."""
+        plan = self.scorer.plan(inputs, limits=limits)
+        if not plan.needs_pixels:
+            return self.scorer.finish(plan)
+        return inputs, plan
+
+    async def score_planned(self, inputs: ScoringInput, plan: ScoringPlan) -> ScoreResponse:
+        """The model side of a planned request: decode under the pixel budget, forwards, finish."""
         if not plan.needs_pixels:
             return await self.run_cpu(self.scorer.finish, plan)
         width, height = plan.image_size.width, plan.image_size.height

@@ -17,7 +17,6 @@ from spr.shared.scoring_api import (
     ErrorResponse,
     HealthResponse,
     ReadyResponse,
-    ScoreRequest,
     ScoreResponse,
 )
 
@@ -62,8 +61,7 @@ def json_body(schema: str) -> dict[str, Any]:
 )
 async def score(request: Request) -> Response:
     serving: ScoreServing = request.app.state.serving
-    body = await serving.parse(ScoreRequest, await request.body())
-    result = await serving.score(body)
+    result = await serving.score_body(await request.body())
     return Response(result.model_dump_json(), media_type="application/json")
 
 
