@@ -144,3 +144,30 @@ def test_an_empty_adapter_setting_means_the_base_model(
     monkeypatch.setenv("SPR_GENERATOR_VLLM_URL", server.url)
     engine = build_engine(GeneratorSettings())
     assert engine.model_id == BASE and not server.loaded
+
+
+def test_following_the_policy_loads_each_announced_round_into_the_server(
+    server: LoraServer, tmp_path: Path, redis_url: str
+) -> None:
+    from spr.generator.generation import CandidateGenerator, SamplingConfig
+    from spr.generator.policy_follow import PolicyFollower
+    from spr.generator.prompts import PromptSet
+    from spr.shared.policy import PolicyBoard, publish_adapter
+
+    engine = VllmServerEngine(server.url, BASE)
+    sampling = SamplingConfig(samples_per_prompt=1, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=0)
+    generator = CandidateGenerator(engine, PromptSet.load(), "qwen2vl", sampling, data_root=tmp_path)
+    board = PolicyBoard.from_url(redis_url)
+    follower = PolicyFollower(board, generator)
+    for round_, weights in ((1, b"round one"), (2, b"round two")):
+        (tmp_path / f"trained-{round_}").mkdir()
+        trained = _adapter(tmp_path / f"trained-{round_}", weights)
+        version = publish_adapter(trained, tmp_path / "policies", round_=round_, model_id=BASE)
+        board.announce(version)
+        assert follower.refresh()
+        published = Path(version.adapter_dir or "")
+        assert engine.served_model_name == adapter_name(published)  # requests now name this round
+        assert server.loaded[adapter_name(published)] == str(published)
+        assert generator.policy == version
+    assert len(server.loaded) == 2 and not follower.refresh()
+    board.close()
