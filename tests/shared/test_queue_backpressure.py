@@ -61,7 +61,7 @@ def test_publish_times_out_while_backlog_stays_above_limit(redis_url: str) -> No
 
 
 def test_publisher_blocks_until_a_consumer_drains(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="spr.shared.queue.queue")
+    caplog.set_level(logging.INFO, logger="spr.shared.queue.backpressure")
     queue = Queue.from_url(redis_url, QueueConfig(backlog_limit=LIMIT, block_ms=0))
     client = redis.Redis.from_url(redis_url)
     for n in range(LIMIT + 1):

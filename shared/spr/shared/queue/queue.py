@@ -14,7 +14,6 @@ Semantics (docs/ARCHITECTURE.md, "Queue"):
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -22,7 +21,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import redis
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from spr.shared.queue.backpressure import wait_for_room
 from spr.shared.queue.config import (
     PIPELINE_STREAMS,
     STREAM_DEAD,
@@ -31,21 +31,19 @@ from spr.shared.queue.config import (
     ids_key,
     outcomes_key,
 )
+from spr.shared.queue.consumers import release_pending, remove_stale_consumers
 from spr.shared.queue.deadletter import MAX_ERROR_CHARS, NO_ERROR_RECORDED, DeadLetter
 from spr.shared.queue.delivery import Delivery
 from spr.shared.queue.entries import UndecodableEntry, decode_fields, raw_fields_b64, text
-from spr.shared.queue.errors import BackpressureTimeout, translate_redis_errors
+from spr.shared.queue.errors import translate_redis_errors
 from spr.shared.queue.groups import safe_trim_id, stream_backlog
-from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH, REMOVE_STALE_CONSUMERS
+from spr.shared.queue.readback import scan_items
+from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH
 from spr.shared.queue.status import QueueStatus, collect_status
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
-
-# Backpressure polls the backlog this often (seconds), backing off to the maximum while it waits.
-_POLL_MIN_S = 0.01
-_POLL_MAX_S = 0.5
 
 
 def bytes_client(client: redis.Redis) -> redis.Redis:
@@ -74,7 +72,6 @@ class Queue:
         self.dead_stream = dead_stream
         self._publish_script = client.register_script(PUBLISH)
         self._dead_letter_script = client.register_script(DEAD_LETTER)
-        self._remove_stale_script = client.register_script(REMOVE_STALE_CONSUMERS)
         self._groups_ready: set[tuple[str, str]] = set()
         # XAUTOCLAIM is a cursor scan over the pending list; keeping the cursor makes successive calls
         # cover all of it even when its head belongs to consumers that are still working.
@@ -132,32 +129,9 @@ class Queue:
             if self._client.sismember(ids_key(stream), item_id):
                 return False  # cheap early exit: no point waiting for room for a duplicate
             if backpressure:
-                self._wait_for_room(stream)
+                wait_for_room(self._client, stream, self.config)
             entry_id = self._publish_script(keys=[stream, ids_key(stream)], args=[item_id, data])
         return entry_id is not None
-
-    def _wait_for_room(self, stream: str) -> None:
-        limit = self.config.backlog_limit
-        backlog = stream_backlog(self._client, stream)
-        if backlog <= limit:
-            return
-        logger.info("publish to %s waits: backlog %d > limit %d", stream, backlog, limit)
-        timeout = self.config.backpressure_timeout_s
-        started = time.monotonic()
-        pause = _POLL_MIN_S
-        while backlog > limit:
-            waited = time.monotonic() - started
-            if timeout is not None and waited >= timeout:
-                raise BackpressureTimeout(
-                    f"stream {stream} still has a backlog of {backlog} entries (limit {limit}) after "
-                    f"{waited:.1f} s: are its consumers running? (raise backlog_limit or "
-                    "backpressure_timeout_s to wait longer)"
-                )
-            # Production wait for consumers to drain the stream, not a test: poll with back-off.
-            time.sleep(pause if timeout is None else min(pause, max(timeout - waited, 0.0)))
-            pause = min(pause * 2, _POLL_MAX_S)
-            backlog = stream_backlog(self._client, stream)
-        logger.info("publish to %s resumes after %.2f s", stream, time.monotonic() - started)
 
     def backlog(self, stream: str) -> int:
         """Entries of ``stream`` its slowest consumer group has not finished (undelivered + pending)."""
@@ -333,22 +307,12 @@ class Queue:
         by its previous life, so there is no point waiting the visibility timeout for it.
         """
         with translate_redis_errors(self.url):
-            try:
-                held: list[dict[str, Any]] = self._client.xpending_range(
-                    stream, group, min="-", max="+", count=10_000, consumername=consumer
-                )
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                return 0  # no group yet: nothing can be held
-            ids: list[Any] = [str(entry["message_id"]) for entry in held]
-            if ids:
-                # JUSTID keeps the delivery counter: the reclaim that hands them out counts the retry.
-                self._client.xclaim(
-                    stream, group, consumer, 0, ids, idle=self.config.visibility_timeout_ms + 1, justid=True
-                )
-                self._reclaim_cursor.pop((stream, group), None)
-        return len(ids)
+            released = release_pending(
+                self._client, stream, group, consumer, self.config.visibility_timeout_ms
+            )
+        if released:
+            self._reclaim_cursor.pop((stream, group), None)
+        return released
 
     def ack(self, delivery: Delivery) -> None:
         """Mark the entry done in its group. Call only after the entry's output is written."""
@@ -411,28 +375,10 @@ class Queue:
 
     def remove_stale_consumers(self, stream: str, group: str, idle_s: float | None = None) -> list[str]:
         """Delete consumers of ``group`` idle over ``idle_s`` (default ``config.stale_consumer_s``) that
-        hold no pending entry; returns their names. A live consumer reads at least every ``block_ms``,
-        and one deleted by mistake is recreated by its next read, so this never loses work.
-        """
-        idle_ms = round((self.config.stale_consumer_s if idle_s is None else idle_s) * 1000)
+        hold no pending entry; returns their names (see :func:`consumers.remove_stale_consumers`)."""
+        idle = self.config.stale_consumer_s if idle_s is None else idle_s
         with translate_redis_errors(self.url):
-            try:
-                removed = self._remove_stale_script(keys=[stream], args=[group, idle_ms])
-            except redis.ResponseError as exc:
-                if "no such key" in str(exc).lower() or "nogroup" in str(exc).lower():
-                    return []
-                raise
-        names = [text(name) for name in removed or []]
-        if names:
-            logger.info(
-                "removed %d stale consumer(s) of %s/%s (idle > %.0f s, nothing pending): %s",
-                len(names),
-                stream,
-                group,
-                idle_ms / 1000,
-                ", ".join(names),
-            )
-        return names
+            return remove_stale_consumers(self._client, stream, group, idle)
 
     def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
         """The newest ``limit`` dead letters, newest first; a damaged one is listed with ``malformed`` set."""
@@ -462,32 +408,13 @@ class Queue:
         that cannot be decoded or are not valid as ``model`` are skipped, counted in ``items_skipped``
         and logged once at the end (their consumers dead-letter them).
         """
-        start = "-"
         self.items_skipped = 0
-        while True:
-            with translate_redis_errors(self.url):
-                entries: Any = self._raw.xrange(stream, min=start, count=page) or []
-            for entry_id, fields in entries:
-                try:
-                    decoded = decode_fields(fields)
-                    item = model.model_validate_json(decoded.data)
-                except (UndecodableEntry, ValidationError) as exc:
-                    self.items_skipped += 1
-                    logger.debug("items(%s): skipping entry %s: %s", stream, text(entry_id), exc)
-                    continue
-                yield decoded.item_id, item
-            if len(entries) < page:
-                if self.items_skipped:
-                    logger.warning(
-                        "items(%s): skipped %d entries that are not valid %s",
-                        stream,
-                        self.items_skipped,
-                        model.__name__,
-                    )
-                return
-            last = text(entries[-1][0])
-            ms, seq = last.split("-")
-            start = f"{ms}-{int(seq) + 1}"
+
+        def skipped() -> None:
+            self.items_skipped += 1
+
+        with translate_redis_errors(self.url):
+            yield from scan_items(self._raw, stream, model, page=page, on_skip=skipped)
 
     def record_outcome(self, ledger: str, item_id: str, outcome: str) -> None:
         """Record what became of ``item_id`` (e.g. "pair", "no pair: margin too small").
