@@ -137,6 +137,9 @@ def uvicorn_config(
         "port": port,
         "log_level": log_level,
         "lifespan": "on",
+        # uvloop when installed (the scorer extra pins it): each hand-off to the CPU pool wakes the
+        # loop through its self-pipe, which uvloop does in C (bench/scorer_load.py --profile).
+        "loop": "auto",
         "http": protocol,
         # A backstop only: the guarded protocol closes connection 2N + 1 first, with the JSON envelope
         # (uvicorn's own 503 is plain text and would refuse health probes too).
