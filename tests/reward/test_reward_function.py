@@ -189,3 +189,22 @@ def test_importable_without_torch_fastapi_or_httpx() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_http_backend_sends_the_api_key(data_root: Path) -> None:
+    from spr.scorer.app import create_app
+    from spr.scorer.settings import ScorerSettings
+    from spr.scorer.thread_server import ServerThread
+
+    settings = ScorerSettings(
+        data_root=data_root, scorer_semantic_model="none", scorer_auth="api_key", scorer_api_key="s3cret"
+    )
+    with ServerThread(create_app(settings)) as server:
+        keyed = SprReward(HttpBackend(server.url, api_key="s3cret"), LOC_ONLY)
+        assert keyed.values([GOOD], [task_json()])[0].reward == pytest.approx(1.0)
+        keyed.close()
+        keyless = HttpBackend(server.url, retries=2, backoff_s=0.01)
+        with pytest.raises(RewardBackendError, match="HTTP 401"):
+            SprReward(keyless, LOC_ONLY).values([GOOD], [task_json()])
+        assert keyless.requests_sent == 1  # a refusal is not retried
+        keyless.close()
