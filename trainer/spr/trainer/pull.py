@@ -206,12 +206,12 @@ class Puller:
             self._changed.notify_all()
 
     def _drained(self) -> bool:
-        for stream in self.queue.status([STREAM_PAIRS]).streams:
-            for group in stream.groups:
-                if group.name == self.group:
-                    lag = group.lag if group.lag is not None else self.queue.backlog(STREAM_PAIRS)
-                    return lag == 0 and group.pending == 0
-        return True  # the group has no entry of the stream at all: nothing was ever published
+        # The group's own counters only: a full status would also scan the dead letters at every poll.
+        group = self.queue.group_info(STREAM_PAIRS, self.group)
+        if group is None:
+            return True  # the group has no entry of the stream at all: nothing was ever published
+        lag = group.lag if group.lag is not None else self.queue.backlog(STREAM_PAIRS)
+        return lag == 0 and group.pending == 0
 
     # -- background ----------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from spr.shared.queue.deadletter import MAX_ERROR_CHARS, NO_ERROR_RECORDED, Dead
 from spr.shared.queue.delivery import Delivery
 from spr.shared.queue.entries import UndecodableEntry, decode_fields, raw_fields_b64, text
 from spr.shared.queue.errors import translate_redis_errors
-from spr.shared.queue.groups import safe_trim_id, stream_backlog
+from spr.shared.queue.groups import GroupInfo, read_groups, safe_trim_id, stream_backlog
 from spr.shared.queue.readback import scan_items
 from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH
 from spr.shared.queue.status import QueueStatus, collect_status
@@ -372,6 +372,11 @@ class Queue:
         """Lengths, consumer groups, pending, lag, oldest idle and recent rate, and dead letters."""
         with translate_redis_errors(self.url):
             return collect_status(self._client, self._raw, streams, self.dead_stream)
+
+    def group_info(self, stream: str, group: str) -> GroupInfo | None:
+        """One consumer group's counters (pending, lag, ...); None when it does not exist."""
+        with translate_redis_errors(self.url):
+            return next((info for info in read_groups(self._client, stream) if info.name == group), None)
 
     def remove_stale_consumers(self, stream: str, group: str, idle_s: float | None = None) -> list[str]:
         """Delete consumers of ``group`` idle over ``idle_s`` (default ``config.stale_consumer_s``) that
