@@ -449,6 +449,9 @@ def main() -> int:
         "--torch-threads", type=int, default=1, help="SPR_SCORER_TORCH_THREADS, also used for the raw run"
     )
     parser.add_argument(
+        "--cpu-threads", type=int, default=None, help="SPR_SCORER_CPU_THREADS (default: the setting's)"
+    )
+    parser.add_argument(
         "--medium-clip",
         action="store_true",
         help="also run a larger random CLIP (224 px, 6 vision layers) where the model cost dominates",
@@ -484,6 +487,7 @@ def main() -> int:
             "SPR_SCORER_BATCH_MAX_SIZE": str(args.batch_texts),
             "SPR_SCORER_BATCH_MAX_REGIONS": str(max(1, args.batch_texts // CANDIDATES)),
             "SPR_SCORER_TORCH_THREADS": str(args.torch_threads),
+            **({} if args.cpu_threads is None else {"SPR_SCORER_CPU_THREADS": str(args.cpu_threads)}),
         }
         pinning = (
             f"server (and the raw model run) on CPU {sorted(cores.server)}, wrk on CPU {sorted(cores.client)}"
