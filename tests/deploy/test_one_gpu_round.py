@@ -64,7 +64,7 @@ def test_one_round_in_order_with_commands_compose_and_spr_accept(render: Render)
         trainer_output_dir=environment["SPR_TRAINER_OUTPUT_DIR"],
     )
     argv = [str(ROOT / a.removeprefix("/app/")) if a.startswith("/app/") else a for a in train[6:]]
-    ours, dpo = parse_train_args([*argv, "--use_cpu", "true"], settings)
+    ours, dpo = parse_train_args([*argv, "--use-cpu", "true"], settings)
     assert ours.from_queue and ours.until_empty
     assert (ours.model, dpo.output_dir) == ("/models/Qwen2-VL-7B-Instruct", "/output")
     assert "SPR_GENERATOR_ADAPTER=none" in result.stdout

@@ -113,7 +113,7 @@ def test_the_readme_trainer_command_keeps_the_model_and_writes_to_a_writable_mou
         argv = [str(ROOT / arg.removeprefix("/app/")) if arg.startswith("/app/") else arg for arg in argv]
         import torch
 
-        cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+        cpu = [] if torch.cuda.is_available() else ["--use-cpu", "true"]
         ours, dpo = parse_train_args([*argv, *cpu], settings)
         assert ours.model == "/models/Qwen2-VL-7B-Instruct"
         assert ours.from_queue
@@ -183,7 +183,7 @@ def test_the_one_gpu_spr_commands_parse_and_train_keeps_the_settings(monkeypatch
             sources.append(args.source)
         if argv[0] == "train":
             argv = [str(ROOT / a) if a.startswith("trainer/configs/") else a for a in argv[1:]]
-            ours, dpo = parse_train_args([*argv, "--use_cpu", "true"], TrainerSettings())
+            ours, dpo = parse_train_args([*argv, "--use-cpu", "true"], TrainerSettings())
             assert ours.model == _exports()["SPR_TRAINER_MODEL"]
             assert dpo.output_dir == _exports()["SPR_TRAINER_OUTPUT_DIR"]
             assert ours.from_queue

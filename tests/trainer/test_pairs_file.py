@@ -62,6 +62,6 @@ def test_train_on_a_pairs_file_needs_the_data_root(
     monkeypatch.delenv("SPR_DATA_ROOT", raising=False)
     source = _write(tmp_path / "pairs.jsonl", [pairs_factory(0).model_dump_json()])
     argv = ["train", "--config", str(TINY_CONFIG), "--model", str(tiny_qwen2vl)]
-    assert main([*argv, "--output_dir", str(tmp_path / "out"), "--dataset", str(source)]) == 2
+    assert main([*argv, "--output-dir", str(tmp_path / "out"), "--dataset", str(source)]) == 2
     err = capsys.readouterr().err
-    assert "pairs jsonl needs the data root" in err and "--data_root" in err
+    assert "pairs jsonl needs the data root" in err and "--data-root" in err

@@ -33,7 +33,7 @@ def _publish(url: str, pairs: list[PreferencePair]) -> None:
 
 
 def _train(model: Path, output_dir: Path, *extra: str) -> dict[str, Any]:
-    argv = ["train", "--config", str(TINY_CONFIG), "--model", str(model), "--output_dir", str(output_dir)]
+    argv = ["train", "--config", str(TINY_CONFIG), "--model", str(model), "--output-dir", str(output_dir)]
     assert main([*argv, *extra]) == 0
     summary: dict[str, Any] = json.loads((output_dir / "summary.json").read_text())
     return summary
@@ -41,15 +41,15 @@ def _train(model: Path, output_dir: Path, *extra: str) -> dict[str, Any]:
 
 def _queue_args(url: str, data_root: Path) -> list[str]:
     return [
-        "--from_queue",
-        "--until_empty",
-        "--redis_url",
+        "--from-queue",
+        "--until-empty",
+        "--redis-url",
         url,
-        "--data_root",
+        "--data-root",
         str(data_root),
-        "--max_length",
+        "--max-length",
         str(MAX_LENGTH),
-        "--visibility_timeout_s",
+        "--visibility-timeout-s",
         "1",
     ]
 
@@ -62,7 +62,7 @@ def trained(
     data_root: Path,
     pairs_factory: MakePair,
 ) -> tuple[Path, dict[str, Any]]:
-    """One `spr train --from_queue --until_empty` run on 8 good pairs + 1 over-long one."""
+    """One `spr train --from-queue --until-empty` run on 8 good pairs + 1 over-long one."""
     _flush(redis_server)
     too_long = pairs_factory(99, chosen="a very long grounded description " * 50)
     _publish(redis_server, [pairs_factory(i) for i in range(PAIRS)] + [too_long])
@@ -161,7 +161,7 @@ def test_rounds_train_while_pulling_goes_on(
     redis_url: str, tmp_path: Path, tiny_qwen2vl: Path, data_root: Path, pairs_factory: MakePair
 ) -> None:
     _publish(redis_url, [pairs_factory(i) for i in range(6)])
-    summary = _train(tiny_qwen2vl, tmp_path / "out", *_queue_args(redis_url, data_root), "--round_size", "4")
+    summary = _train(tiny_qwen2vl, tmp_path / "out", *_queue_args(redis_url, data_root), "--round-size", "4")
     assert [(r["start"], r["end"]) for r in summary["rounds"]] == [(0, 4), (4, 6)]
     assert summary["pairs_trained"] == 6
     assert summary["steps"] == 2 + 1
@@ -190,7 +190,7 @@ def test_export_round_trips_into_train_dataset_and_merges(
     with pytest.raises(ExportError, match="not empty"):
         export_spool(spool_dir, exported)
 
-    summary = _train(tiny_qwen2vl, tmp_path / "from-export", "--dataset", str(exported), "--merge_adapter")
+    summary = _train(tiny_qwen2vl, tmp_path / "from-export", "--dataset", str(exported), "--merge-adapter")
     assert summary["source"] == f"dataset:{exported.resolve()}"
     assert summary["pairs_trained"] == len(dataset)
     assert summary["merged_dir"] == str(tmp_path / "from-export" / "merged")

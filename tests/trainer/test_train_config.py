@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from spr.shared.operator_checks import OperatorError
 from spr.trainer.config import (
     DEFAULT_TARGET_MODULES,
     SprTrainConfig,
@@ -22,7 +23,7 @@ def _device_overrides() -> list[str]:
 
     # transformers refuses bf16 without a GPU unless training is on the CPU: on a CPU-only machine the
     # GPU configs are checked as they would run there (every other key as shipped).
-    return [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    return [] if torch.cuda.is_available() else ["--use-cpu", "true"]
 
 
 def test_ships_the_tiny_cpu_and_7b_configs() -> None:
@@ -54,7 +55,7 @@ def test_the_7b_config_is_the_method_setting() -> None:
 
 
 def test_method_defaults_apply_without_a_config_file() -> None:
-    ours, dpo = parse_train_args(["--model", "m", "--use_cpu", "true"])
+    ours, dpo = parse_train_args(["--model", "m", "--use-cpu", "true"])
     assert (ours.lora_r, ours.lora_alpha) == (128, 256)
     assert list(ours.lora_target_modules) == list(DEFAULT_TARGET_MODULES)
     assert dpo.beta == pytest.approx(0.1)
@@ -66,7 +67,7 @@ def test_method_defaults_apply_without_a_config_file() -> None:
 
 def test_command_line_beats_yaml_and_yaml_beats_defaults() -> None:
     ours, dpo = parse_train_args(
-        ["--config", str(TINY_CONFIG), "--lora_r", "4", "--beta", "0.25", "--from-queue", "--max_pairs", "7"]
+        ["--config", str(TINY_CONFIG), "--lora-r", "4", "--beta", "0.25", "--from-queue", "--max-pairs", "7"]
     )
     assert ours.lora_r == 4 and ours.lora_alpha == 16  # flag, then YAML
     assert dpo.beta == pytest.approx(0.25)
@@ -82,6 +83,7 @@ def test_unknown_keys_are_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_validate_names_the_field_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2_vl"}')
     with pytest.raises(TrainConfigError, match="--model"):
         SprTrainConfig().validate()
     with pytest.raises(TrainConfigError, match="does not exist"):
@@ -97,6 +99,19 @@ def test_validate_names_the_field_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(TrainConfigError, match="SPR_DATA_ROOT"):
         SprTrainConfig(model=str(tmp_path), from_queue=True, timeout_s=5).validate()
     SprTrainConfig(model=str(tmp_path), from_queue=True, timeout_s=5, data_root=str(tmp_path)).validate()
+    with pytest.raises(
+        OperatorError, match=r"--redis-url / SPR_REDIS_URL 'localhost:6379' is not a Redis URL"
+    ):
+        SprTrainConfig(
+            model=str(tmp_path),
+            from_queue=True,
+            timeout_s=5,
+            data_root=str(tmp_path),
+            redis_url="localhost:6379",
+        ).validate()
+    (tmp_path / "config.json").write_text('{"model_type": "clip"}')
+    with pytest.raises(OperatorError, match=r"SPR_TRAINER_MODEL=.* not a vision-language policy"):
+        SprTrainConfig(model=str(tmp_path)).validate()
 
 
 def test_environment_fills_only_unset_fields(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -135,12 +150,12 @@ def test_the_7b_config_keeps_the_model_and_output_of_the_settings() -> None:
 def test_settings_are_defaults_below_the_yaml_and_the_flags() -> None:
     ours, dpo = parse_train_args(["--config", str(TINY_CONFIG)], COMPOSE_SETTINGS)
     assert (ours.model, dpo.output_dir) != ("/models/policy", "/output")  # tiny-cpu.yaml names both
-    ours, dpo = parse_train_args(["--model", "m", "--output-dir", "o", "--use_cpu", "true"], COMPOSE_SETTINGS)
+    ours, dpo = parse_train_args(["--model", "m", "--output-dir", "o", "--use-cpu", "true"], COMPOSE_SETTINGS)
     assert (ours.model, dpo.output_dir) == ("m", "o")
 
 
 def test_trainer_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPR_TRAINER_MODEL", "/models/p")
     monkeypatch.setenv("SPR_TRAINER_OUTPUT_DIR", "/out")
-    ours, dpo = parse_train_args(["--use_cpu", "true"], TrainerSettings())
+    ours, dpo = parse_train_args(["--use-cpu", "true"], TrainerSettings())
     assert (ours.model, dpo.output_dir) == ("/models/p", "/out")

@@ -150,7 +150,7 @@ def _shapes(args: argparse.Namespace) -> int:
     if args.dpo_learning_rate is not None:
         if not 0.0 < args.dpo_learning_rate < 1.0:
             raise SprError(f"--dpo-learning-rate must be in (0, 1), got {args.dpo_learning_rate}")
-        trainer_args += ["--learning_rate", str(args.dpo_learning_rate)]
+        trainer_args += ["--learning-rate", str(args.dpo_learning_rate)]
     if args.dpo_beta is not None:
         if not args.dpo_beta > 0.0:
             raise SprError(f"--dpo-beta must be > 0, got {args.dpo_beta}")
@@ -162,7 +162,7 @@ def _shapes(args: argparse.Namespace) -> int:
     if args.dpo_epochs is not None:
         if args.dpo_epochs < 1:
             raise SprError(f"--dpo-epochs must be >= 1, got {args.dpo_epochs}")
-        trainer_args += ["--num_train_epochs", str(args.dpo_epochs)]
+        trainer_args += ["--num-train-epochs", str(args.dpo_epochs)]
     if trainer_args:
         changes["trainer_args"] = (*size.spr.trainer_args, *trainer_args)
     size = replace(size, spr=replace(size.spr, **changes))  # type: ignore[arg-type]

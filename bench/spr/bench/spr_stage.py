@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SprConfig:
     """The SPR run's knobs (the scorer's and generator's settings; ``trainer_args`` are extra
-    `spr train` options such as ``("--num_train_epochs", "2")`` on top of trainer/configs/tiny-cpu.yaml).
+    `spr train` options such as ``("--num-train-epochs", "2")`` on top of trainer/configs/tiny-cpu.yaml).
 
     ``localization``: "paper" or "hungarian"; ``refine``: the scorer's box refinement of chosen texts.
     ``device``: the generator's and scorer's torch device (the trainer keeps the tiny CPU config).

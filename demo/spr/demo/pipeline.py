@@ -1,7 +1,7 @@
 """`spr demo`: the whole SPR pipeline on one CPU machine, as real processes talking through the queue.
 
 Stages: synthetic data -> tiny models -> Redis (reused or private) -> `spr regions` -> `spr generator run`
-and `spr scorer worker` side by side -> `spr train --from_queue --until_empty`. A stage is stopped once
+and `spr scorer worker` side by side -> `spr train --from-queue --until-empty`. A stage is stopped once
 its input is drained and its upstream has finished; every consumer acks only after its output is
 written, so stopping (or killing) any stage at any moment loses nothing, and running the demo again on
 the same work folder resumes from what the queue and the spool hold.
@@ -172,10 +172,10 @@ class DemoRun:
                 str(trainer_config_path()),
                 "--model",
                 str((c.models_dir / "qwen2vl").resolve()),
-                "--output_dir",
+                "--output-dir",
                 str(c.train_dir.resolve()),
-                "--from_queue",
-                "--until_empty",
+                "--from-queue",
+                "--until-empty",
             ]
         raise ValueError(f"unknown stage {name!r}")
 

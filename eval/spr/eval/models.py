@@ -67,6 +67,9 @@ def resolve_format(spec: ModelSpec) -> GroundingFormat:
         return spec.format
     if spec.model is None:
         raise SprError("cannot tell the grounding format: give --format, or --model (the local model folder)")
+    from spr.shared.operator_checks import check_model_folder
+
+    check_model_folder(spec.model, "--model", "policy")
     return format_of_model(spec.model, fix="give --format")
 
 

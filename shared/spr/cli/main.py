@@ -38,6 +38,7 @@ Handler = Callable[[argparse.Namespace], int]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spr",
+        allow_abbrev=False,
         description="Spatial Preference Rewarding: region tasks -> grounded descriptions -> scored "
         "preference pairs -> DPO.",
     )
@@ -51,7 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that part of the project is not present in this checkout
             raise
         module.register(subparsers)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Turn argparse's prefix matching off in every (sub)command: with dozens of settings flags, a
+    prefix (`--out` for `--output-dir`) would silently pick an option the user did not name."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

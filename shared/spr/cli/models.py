@@ -45,6 +45,9 @@ def _tiny(args: argparse.Namespace) -> int:
 
     if args.number_tokens is not None and not 0 <= args.number_tokens <= 100_000:
         raise SprError(f"--number-tokens must be in 0..100000, got {args.number_tokens}")
+    from spr.shared.operator_checks import check_writable_folder
+
+    check_writable_folder(args.out, "--out")
     models = build_tiny_models(
         args.out, args.seed, overwrite=args.overwrite, number_tokens=args.number_tokens, qwen3vl=args.qwen3vl
     )

@@ -100,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
     settings = load_cli_settings()
     data_root = args.data_root if args.data_root is not None else settings.data_root
     source = args.source if args.source is not None else args.annotations.stem
-    # Reach Redis before reading a large annotations file, not after.
+    # Reach Redis (or prove the output writable) before reading a large annotations file, not after.
+    if args.out is not None:
+        from spr.shared.operator_checks import check_writable_file
+
+        check_writable_file(args.out, "--out")
     sink = _FileSink(args.out) if args.out is not None else _QueueSink(args.redis_url or settings.redis_url)
     images = _load(args.format, args.annotations, args.images_root, data_root)
 

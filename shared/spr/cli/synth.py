@@ -36,7 +36,10 @@ def image_size(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from spr.shared.datasets.synthetic import write_synthetic_dataset
+    from spr.shared.operator_checks import check_writable_folder
     from tqdm import tqdm
+
+    check_writable_folder(args.out, "--out")
 
     with tqdm(total=args.images, unit="img", desc="synth", disable=None) as bar:
         path = write_synthetic_dataset(

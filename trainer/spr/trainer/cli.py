@@ -1,13 +1,70 @@
 """`spr train` and `spr pairs export`.
 
 `spr train` hands its whole command line to TRL's parser (TrlParser over SprTrainConfig + DPOConfig):
-``--config FILE.yaml`` plus any field of either as ``--name VALUE``; ``spr train --help`` lists them.
+``--config FILE.yaml`` plus any field of either as ``--name-with-dashes VALUE`` (the underscore spelling
+``--name_with_underscores`` still works). ``spr train --help`` is short and imports neither TRL nor
+torch: our own fields and the DPO fields most runs touch; ``--help-all`` is TRL's full list (hundreds).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import textwrap
 from typing import Any
+
+# DPOConfig / TrainingArguments fields most runs touch, for the short help (TRL owns their meaning;
+# `spr train --help-all` prints TRL's own text for these and every other field).
+COMMON_DPO_FIELDS: tuple[tuple[str, str], ...] = (
+    ("output_dir", "spool/, round-NNN/ checkpoints, adapter/ and summary.json go here"),
+    ("learning_rate", "peak learning rate (method default 1e-5)"),
+    ("num_train_epochs", "epochs over each round's pairs (1)"),
+    ("per_device_train_batch_size", "pairs per device per step"),
+    ("gradient_accumulation_steps", "steps per optimizer update"),
+    ("beta", "DPO beta (0.1)"),
+    ("max_length", "prompt (image tokens included) + longer response, tokens; longer pairs are rejected"),
+    ("bf16", "train in bfloat16 (GPU)"),
+    ("use_cpu", "train on the CPU"),
+    ("save_steps", "checkpoint every N steps; rerunning resumes from the last one"),
+    ("logging_steps", "log every N steps"),
+    ("seed", "random seed"),
+)
+
+
+def short_help() -> str:
+    """``spr train --help``: usage, our fields, the common DPO fields, where the rest are (< 60 lines)."""
+    from spr.trainer.config import SETTING_FLAGS, SprTrainConfig, TrainerSettings
+
+    env_of = {flag: f"SPR_{name.upper()}" for name, flag in SETTING_FLAGS.items()}
+    prefix = TrainerSettings.model_config.get("env_prefix", "SPR_")
+    assert prefix == "SPR_"  # env_of spells the variables with it
+
+    def entry(flag: str, text: str) -> list[str]:
+        if flag in env_of:
+            text = f"{text} [{env_of[flag]}]"
+        return textwrap.wrap(text, width=104, initial_indent=f"  {flag:<34}", subsequent_indent=" " * 36) or [
+            f"  {flag}"
+        ]
+
+    lines = [
+        "usage: spr train [--config FILE.yaml] [--NAME VALUE ...]",
+        "",
+        "DPO-train a LoRA adapter on SPR preference pairs (the queue, a spool, a pairs jsonl or an export).",
+        "Precedence: defaults < SPR_* settings < the YAML < flags. Every field is also a YAML key.",
+        "",
+        "spr options:",
+        *entry("--config FILE.yaml", "the YAML configuration (keys of the options below and of DPOConfig)"),
+    ]
+    for field in dataclasses.fields(SprTrainConfig):
+        text = str(field.metadata.get("help", "")).rstrip(".")
+        lines += entry("--" + field.name.replace("_", "-"), text)
+    lines += ["", "common DPO options (TRL's DPOConfig):"]
+    lines += [line for name, text in COMMON_DPO_FIELDS for line in entry("--" + name.replace("_", "-"), text)]
+    lines += [
+        "",
+        "  --help-all                        every DPOConfig / TrainingArguments option (hundreds)",
+    ]
+    return "\n".join(lines)
 
 
 def register(subparsers: Any) -> None:
@@ -42,11 +99,21 @@ def _train(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from spr.trainer.config import TrainerSettings, parse_train_args
+    if "--help-all" in args.argv:
+        from spr.trainer.config import build_parser
+
+        build_parser().print_help()
+        return 0
+    if "-h" in args.argv or "--help" in args.argv:
+        print(short_help())
+        return 0
+
+    from spr.trainer.config import load_trainer_settings, parse_train_args
+
+    settings = load_trainer_settings()  # a bad SPR_* value is one line, before the heavy imports
     from spr.trainer.train import run_training
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    settings = TrainerSettings()
     ours, dpo = parse_train_args(args.argv, settings)
     ours.apply_settings(settings)
     with logging_redirect_tqdm():

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from spr.shared.errors import SprError
+from spr.shared.operator_checks import check_model_folder, check_redis_url, redis_url_problem
 
 if TYPE_CHECKING:
     from trl.trainer.dpo_config import DPOConfig
@@ -46,6 +47,15 @@ SPR_DPO_DEFAULTS: Final[dict[str, Any]] = {
     "output_dir": "spr-train",
     "save_steps": 50,
     "logging_steps": 1,
+}
+
+
+# The flag of each TrainerSettings field: every SPR_* setting of `spr train` is also a flag.
+SETTING_FLAGS: Final[dict[str, str]] = {
+    "redis_url": "--redis-url",
+    "data_root": "--data-root",
+    "trainer_model": "--model",
+    "trainer_output_dir": "--output-dir",
 }
 
 
@@ -83,6 +93,14 @@ class TrainerSettings(BaseSettings):
         gt=0.0,
         description="Consumers idle this many seconds with nothing pending are removed from their group.",
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        problem = redis_url_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} is not a Redis URL: it {problem}")
+        return value
 
     def parser_defaults(self) -> dict[str, Any]:
         """The parser defaults these settings give (only the ones set)."""
@@ -156,7 +174,7 @@ class SprTrainConfig:
     round_size: int | None = field(
         default=None,
         metadata={
-            "help": "Train in rounds of this many pairs; with --from_queue, pulling goes on while a round "
+            "help": "Train in rounds of this many pairs; with --from-queue, pulling goes on while a round "
             "trains (default: one round with every untrained pair)."
         },
     )
@@ -219,16 +237,16 @@ class SprTrainConfig:
             )
         if self.from_queue and self.dataset is not None:
             raise TrainConfigError(
-                "--from_queue and --dataset exclude each other: choose one source of pairs"
+                "--from-queue and --dataset exclude each other: choose one source of pairs"
             )
         if self.from_queue and self.max_pairs is None and not self.until_empty and self.timeout_s is None:
             raise TrainConfigError(
-                "--from_queue needs a stop condition: --max_pairs N, --until_empty or --timeout_s S"
+                "--from-queue needs a stop condition: --max-pairs N, --until-empty or --timeout-s S"
             )
         if self.from_queue and not self.data_root:
             raise TrainConfigError(
-                "--from_queue needs the data root the pairs' image paths are relative to: set SPR_DATA_ROOT "
-                "or pass --data_root DIR"
+                "--from-queue needs the data root the pairs' image paths are relative to: set SPR_DATA_ROOT "
+                "or pass --data-root DIR"
             )
         if self.reconnect_timeout_s is not None and self.reconnect_timeout_s < 0:
             raise TrainConfigError(
@@ -270,15 +288,35 @@ class SprTrainConfig:
             raise TrainConfigError(
                 "lora_target_modules is empty: name at least one module, e.g. q_proj v_proj"
             )
+        # Last: the configuration is consistent; now the things it names must be usable.
+        check_model_folder(Path(self.model_dir()), "--model / SPR_TRAINER_MODEL", "policy")
+        if self.from_queue and self.redis_url is not None:
+            check_redis_url(self.redis_url, "--redis-url / SPR_REDIS_URL")
 
 
 def output_dir_of(args: DPOConfig) -> Path:
     """DPOConfig.output_dir as a path; TrainConfigError when unset."""
     if not args.output_dir:
         raise TrainConfigError(
-            "output_dir is not set: pass --output_dir DIR or set `output_dir:` in the YAML"
+            "output_dir is not set: pass --output-dir DIR, set SPR_TRAINER_OUTPUT_DIR or `output_dir:` in "
+            "the YAML"
         )
     return Path(args.output_dir)
+
+
+def load_trainer_settings() -> TrainerSettings:
+    """TrainerSettings from the environment; an invalid value is a TrainConfigError naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return TrainerSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SPR_{'_'.join(str(part) for part in error['loc']).upper()}: "
+            + str(error["msg"]).removeprefix("Value error, ")
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise TrainConfigError(f"invalid trainer setting: {problems}") from None
 
 
 def build_parser(prog: str = "spr train", settings: TrainerSettings | None = None) -> Any:
@@ -294,6 +332,7 @@ def build_parser(prog: str = "spr train", settings: TrainerSettings | None = Non
         description="DPO (TRL) with a LoRA policy on spooled SPR preference pairs. Takes --config FILE.yaml "
         "and any SprTrainConfig / DPOConfig field as --name VALUE (command line wins over the YAML).",
     )
+    parser.allow_abbrev = False  # `--output` must not silently mean --output-dir
     parser.set_defaults_with_config(**SPR_DPO_DEFAULTS)
     if settings is not None:
         parser.set_defaults_with_config(**settings.parser_defaults())

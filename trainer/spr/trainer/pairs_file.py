@@ -1,6 +1,6 @@
 """``spr train --dataset pairs.jsonl``: train on the pairs file ``spr scorer run --out`` wrote (no Redis).
 
-The file's pairs are imported into the run's spool (``<output_dir>/spool`` unless ``--spool_dir``)
+The file's pairs are imported into the run's spool (``<output_dir>/spool`` unless ``--spool-dir``)
 with the same checks as pairs pulled from the queue (image under the data root, length against
 ``max_length``), then trained from there. Importing the same file again adds nothing (pair ids are
 de-duplicated), so rerunning the command resumes; appending pairs to the file and rerunning trains
@@ -85,7 +85,7 @@ def import_pairs_file(path: Path, spool: Spool) -> Counter[str]:
     if failures:
         raise PairsFileError(
             f"{len(failures)} pair(s) of {path} could not be stored in the spool (first: {failures[0]}); "
-            "fix the cause (e.g. SPR_DATA_ROOT / --data_root) and run the command again"
+            "fix the cause (e.g. SPR_DATA_ROOT / --data-root) and run the command again"
         )
     if counts["rejected"]:
         logger.warning(

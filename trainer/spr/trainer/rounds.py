@@ -69,7 +69,7 @@ class RoundLedger:
             data = json.loads(path.read_text())
             if data.get("source") != source:
                 raise LedgerError(
-                    f"{output_dir} was trained on {data.get('source')}, not {source}: use a new --output_dir "
+                    f"{output_dir} was trained on {data.get('source')}, not {source}: use a new --output-dir "
                     "(round positions only make sense for one source)"
                 )
             self.rounds = [Round(**item) for item in data.get("rounds", [])]

@@ -181,7 +181,7 @@ class Spool:
 
     def _create_or_lock(self, shard_size: int) -> None:
         if self.directory.exists() and not self.directory.is_dir():
-            raise SpoolError(f"spool path {self.directory} is a file: pass a folder (--spool_dir)")
+            raise SpoolError(f"spool path {self.directory} is a file: pass a folder (--spool-dir)")
         # The lock file alone is what a crash right after creating the folder leaves: still a new spool.
         foreign = self.directory.is_dir() and any(p.name != LOCK_FILE for p in self.directory.iterdir())
         if foreign and not is_spool(self.directory):
@@ -194,7 +194,7 @@ class Spool:
             lock.close()
             raise SpoolError(
                 f"spool {self.directory} is being written by another process: stop it or use another "
-                "--spool_dir"
+                "--spool-dir"
             ) from None
         self._lock_file = lock
         if not is_spool(self.directory):
@@ -340,7 +340,7 @@ class Spool:
     def _prepare(self, pair: PreferencePair) -> _Prepared:
         if self.data_root is None:
             raise SpoolError(
-                "data root is not set: set SPR_DATA_ROOT (or --data_root) to the folder the pairs' "
+                "data root is not set: set SPR_DATA_ROOT (or --data-root) to the folder the pairs' "
                 "image paths are relative to"
             )
         relative = PurePosixPath(pair.image.path)

@@ -7,12 +7,12 @@ PEFT path), i.e. the frozen base, in every round.
 
 Output folder (``DPOConfig.output_dir``)::
 
-    spool/            the spool (unless --spool_dir / --dataset point elsewhere)
+    spool/            the spool (unless --spool-dir / --dataset point elsewhere)
     rounds.json       the round ledger (see spr.trainer.rounds: what is trained, where to resume)
     round-NNN/        checkpoints of round N, and round-NNN/adapter/ when it finished
     adapter/          the newest adapter + processor: PeftModel.from_pretrained(base, adapter/), or
                       vLLM --enable-lora --lora-modules spr=adapter/
-    merged/           with --merge_adapter: base + adapter merged, + processor (from_pretrained / vLLM)
+    merged/           with --merge-adapter: base + adapter merged, + processor (from_pretrained / vLLM)
     summary.json      the run summary (also printed by the CLI)
 
 Running the same command again resumes: an unfinished round continues from its last complete
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from spr.shared.errors import SprError
 from spr.shared.schemas import PreferencePair
+from spr.shared.operator_checks import check_writable_folder
 from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
 from spr.trainer.dataset import PairSource
 from spr.trainer.disk import checkpoint_writes
@@ -93,7 +94,7 @@ def make_puller(
     from spr.shared.queue import Queue, QueueConfig
 
     if cfg.redis_url is None:
-        raise TrainConfigError("redis_url is not set: pass --redis_url or set SPR_REDIS_URL")
+        raise TrainConfigError("redis_url is not set: pass --redis-url or set SPR_REDIS_URL")
     queue = Queue.from_url(
         cfg.redis_url,
         QueueConfig(
@@ -129,7 +130,9 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
     cfg.validate()
     check_reporting(args)
     model_dir = cfg.model_dir()
-    output_dir = output_dir_of(args)
+    output_dir = check_writable_folder(output_dir_of(args), "--output-dir / SPR_TRAINER_OUTPUT_DIR")
+    if cfg.spool_dir is not None:
+        check_writable_folder(Path(cfg.spool_dir), "--spool-dir")
     processor = load_processor(model_dir)
     spool: Spool | None = None  # the spool this run writes (with from_queue)
     puller: Puller | None = None
@@ -137,7 +140,7 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         if not cfg.data_root:
             raise TrainConfigError(
                 "--dataset with a pairs jsonl needs the data root the pairs' image paths are relative to: "
-                "set SPR_DATA_ROOT or pass --data_root DIR"
+                "set SPR_DATA_ROOT or pass --data-root DIR"
             )
         spool = open_spool(cfg, args)
         try:
@@ -155,7 +158,7 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         spool_dir = cfg.resolved_spool_dir(output_dir)
         if not is_spool(spool_dir):
             raise TrainConfigError(
-                f"no spool at {spool_dir}: pass --from_queue to pull pairs, or --dataset PATH to train on a "
+                f"no spool at {spool_dir}: pass --from-queue to pull pairs, or --dataset PATH to train on a "
                 "spool or an export"
             )
         source = PairSource.open_path(spool_dir)
@@ -203,7 +206,7 @@ def run_training(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         if puller is not None:
             raise NothingToTrain(explain_no_pairs(puller, summary))
         raise NothingToTrain(
-            f"no pairs to train in {source.identity}: pull some first (--from_queue) or pass --dataset"
+            f"no pairs to train in {source.identity}: pull some first (--from-queue) or pass --dataset"
         )
     with checkpoint_writes(output_dir, "the adapter", resume_hint="the trained rounds are kept"):
         summary.adapter_dir = str(_publish_adapter(output_dir, done[-1]))
@@ -380,7 +383,7 @@ def _check_lengths(dataset: datasets.Dataset, max_length: int | None) -> None:
     if too_long:
         raise TrainConfigError(
             f"{too_long} pair(s) are longer than max_length {max_length} (they were spooled with a larger "
-            "max_length): raise --max_length, or re-spool them with this one"
+            "max_length): raise --max-length, or re-spool them with this one"
         )
     if len(tokens) < len(dataset):
         logger.warning("%d pair(s) were spooled without a length check", len(dataset) - len(tokens))

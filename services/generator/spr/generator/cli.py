@@ -37,14 +37,19 @@ def register(subparsers: Any) -> None:
         help="queue mode: exit after S seconds without a task (default: run until stopped)",
     )
     run.set_defaults(handler=_run)
+    from spr.cli.flags import attach_settings
+    from spr.generator.settings import GeneratorSettings
+
+    attach_settings(run, GeneratorSettings)
 
 
 def _run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from spr.cli.flags import settings_overrides
     from spr.generator.batch import run_file
-    from spr.generator.settings import load_settings
+    from spr.generator.settings import GeneratorSettings, load_settings
     from spr.generator.worker import run_queue
     from spr.shared.errors import SprError
 
@@ -52,8 +57,11 @@ def _run(args: argparse.Namespace) -> int:
         raise SprError("--tasks and --out go together (file mode); give both or neither (queue mode)")
     if args.max_tasks is not None and args.max_tasks < 1:
         raise SprError("--max-tasks must be a positive number of tasks")
-    settings = load_settings()
+    settings = load_settings(**settings_overrides(args, GeneratorSettings))
     if args.tasks is not None:
+        from spr.shared.operator_checks import check_writable_file
+
+        check_writable_file(args.out, "--out")
         stats = run_file(settings, args.tasks, args.out, max_tasks=args.max_tasks)
         print(f"wrote {stats.written} candidate groups to {args.out} ({stats.skipped} already there)")
         return 0

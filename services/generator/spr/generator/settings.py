@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from spr.shared.errors import SprError
+from spr.shared.operator_checks import check_model_folder, redis_url_problem
 from spr.shared.schemas import GroundingFormat
 
 EngineName = Literal["transformers", "vllm", "vllm_offline"]
@@ -155,6 +156,11 @@ class GeneratorSettings(BaseSettings):
             raise ValueError(
                 f"SPR_GENERATOR_MODEL={self.generator_model} is not a model folder (no config.json there)"
             )
+        if self.generator_model is not None:
+            check_model_folder(self.generator_model, "SPR_GENERATOR_MODEL", "policy")
+        problem = redis_url_problem(self.redis_url)
+        if problem is not None:
+            raise ValueError(f"SPR_REDIS_URL {self.redis_url!r} is not a Redis URL: it {problem}")
         if self.generator_prompts_file is not None and not self.generator_prompts_file.is_file():
             raise ValueError(f"SPR_GENERATOR_PROMPTS_FILE={self.generator_prompts_file} does not exist")
         if not self.data_root.is_dir():

@@ -28,6 +28,10 @@ def register(subparsers: Any) -> None:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     serve.set_defaults(handler=serve_command)
+    from spr.cli.flags import attach_settings
+    from spr.scorer.settings import ScorerSettings
+
+    attach_settings(serve, ScorerSettings)
 
     worker = commands.add_parser(
         "worker", help="turn candidate groups (spr:candidates) into pairs (spr:pairs)"
@@ -40,6 +44,7 @@ def register(subparsers: Any) -> None:
         "--metrics-port", type=int, default=None, metavar="P", help="serve Prometheus metrics on this port"
     )
     worker.set_defaults(handler=worker_command)
+    attach_settings(worker, ScorerSettings)
 
     run = commands.add_parser(
         "run",
@@ -52,16 +57,18 @@ def register(subparsers: Any) -> None:
     run.add_argument("--out", type=Path, required=True, help="jsonl the preference pairs are appended to")
     run.add_argument("--max-groups", type=int, default=None, metavar="N", help="stop after N groups")
     run.set_defaults(handler=run_command)
+    attach_settings(run, ScorerSettings)
 
 
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
+    from spr.cli.flags import settings_overrides
     from spr.scorer.app import create_app
     from spr.scorer.loading import load_scorer
     from spr.scorer.serve_config import uvicorn_config
     from spr.scorer.settings import ScorerSettings
 
-    settings = ScorerSettings.from_env()
+    settings = ScorerSettings.from_env(**settings_overrides(args, ScorerSettings))
     settings.http_api_key()  # auth misconfigured: refuse before loading any model
     # Loading here, not in the lifespan, turns a bad model folder into a one-line error before serving.
     app = create_app(settings, scorer=load_scorer(settings))
@@ -75,13 +82,14 @@ def worker_command(args: argparse.Namespace) -> int:
     import threading
 
     from prometheus_client import start_http_server
+    from spr.cli.flags import settings_overrides
     from spr.scorer.images import pil_pixel_limit
     from spr.scorer.loading import load_scorer
     from spr.scorer.settings import ScorerSettings
     from spr.scorer.telemetry import ScorerMetrics
     from spr.scorer.worker import run_scorer_worker
 
-    settings = ScorerSettings.from_env()
+    settings = ScorerSettings.from_env(**settings_overrides(args, ScorerSettings))
     metrics = ScorerMetrics()
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, registry=metrics.registry)
@@ -109,6 +117,7 @@ def worker_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from spr.cli.flags import settings_overrides
     from spr.scorer.filemode import outcomes_path, score_file
     from spr.scorer.images import pil_pixel_limit
     from spr.scorer.loading import load_scorer
@@ -122,7 +131,7 @@ def run_command(args: argparse.Namespace) -> int:
             f"--candidates {args.candidates} is not a file: pass the jsonl that "
             "`spr generator run --tasks ... --out FILE` wrote"
         )
-    settings = ScorerSettings.from_env()
+    settings = ScorerSettings.from_env(**settings_overrides(args, ScorerSettings))
     scorer = load_scorer(settings)
     with pil_pixel_limit(settings.scorer_max_image_pixels):
         stats = score_file(settings, args.candidates, args.out, scorer=scorer, max_groups=args.max_groups)

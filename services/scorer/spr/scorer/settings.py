@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, ScoringLimits
 from spr.shared.errors import SprError
+from spr.shared.operator_checks import CLIP_TYPES, model_type_of, redis_url_problem
 from spr.shared.queue import QueueConfig
 from spr.shared.schemas import LocalizationMode
 from spr.shared.scoring_api import ScoreOptions
@@ -211,7 +212,18 @@ class ScorerSettings(BaseSettings):
     @field_validator("scorer_semantic_model")
     @classmethod
     def _semantic_folder(cls, value: str) -> str:
-        return NO_MODEL if _is_none(value) else _model_folder(value)
+        if _is_none(value):
+            return NO_MODEL
+        folder = _model_folder(value)
+        # The policy given as the CLIP fails deep inside transformers; say which folder goes where.
+        model_type = model_type_of(Path(folder))
+        if model_type not in CLIP_TYPES:
+            raise ValueError(
+                f"{folder} holds a {model_type!r} model, not a CLIP: give a CLIP folder (e.g. "
+                "clip-vit-large-patch14) or 'none'; the policy belongs in SPR_GENERATOR_MODEL / "
+                "SPR_TRAINER_MODEL"
+            )
+        return folder
 
     @field_validator("scorer_detector_model")
     @classmethod
@@ -223,8 +235,9 @@ class ScorerSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        problem = None if value is None else redis_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -238,10 +251,11 @@ class ScorerSettings(BaseSettings):
         return self
 
     @classmethod
-    def from_env(cls) -> ScorerSettings:
-        """Settings from the ``SPR_*`` environment; raises SettingsError naming each bad variable."""
+    def from_env(cls, **overrides: Any) -> ScorerSettings:
+        """Settings from the ``SPR_*`` environment, ``overrides`` (the command's flags) winning; raises
+        SettingsError naming each bad variable."""
         try:
-            return cls()  # type: ignore[call-arg]  # required fields come from the environment
+            return cls(**overrides)
         except ValidationError as exc:
             raise SettingsError(describe_settings_error(exc)) from None
 

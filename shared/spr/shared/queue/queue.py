@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import redis
 from pydantic import BaseModel
 from spr.shared.queue.backpressure import wait_for_room
+from spr.shared.operator_checks import check_redis_url
 from spr.shared.queue.config import (
     PIPELINE_STREAMS,
     STREAM_DEAD,
@@ -83,7 +84,11 @@ class Queue:
 
     @classmethod
     def from_url(cls, url: str, config: QueueConfig = QueueConfig()) -> Queue:  # noqa: B008
-        """A queue on the Redis at ``url`` (e.g. ``redis://127.0.0.1:6379/0``); connects lazily."""
+        """A queue on the Redis at ``url`` (e.g. ``redis://127.0.0.1:6379/0``); connects lazily.
+
+        A malformed URL is an OperatorError naming SPR_REDIS_URL, not redis-py's ValueError traceback.
+        """
+        check_redis_url(url, "SPR_REDIS_URL / --redis-url")
         client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5.0)
         return cls(client, config, url=url)
 
