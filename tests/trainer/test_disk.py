@@ -19,7 +19,7 @@ def test_a_write_on_a_full_disk_names_the_folder_and_the_free_space(small_disk: 
     assert (
         f"cannot write round 0 checkpoints to {folder}: its disk is full (0.0 MiB free of 0.1 MiB)" in message
     )
-    assert "--output_dir on a larger disk" in message and "it resumes" in message
+    assert "--output-dir on a larger disk" in message and "it resumes" in message
     assert "No space left on device" in message
 
 

@@ -65,5 +65,5 @@ def test_staleness_and_publishing_need_the_queue(tmp_path: Path) -> None:
         SprTrainConfig(
             model=str(model), from_queue=True, until_empty=True, data_root="d", max_policy_staleness=-1
         ).validate()
-    with pytest.raises(TrainConfigError, match="work with --from_queue"):
+    with pytest.raises(TrainConfigError, match="work with --from-queue"):
         SprTrainConfig(model=str(model), dataset=str(tmp_path), publish_policy=True).validate()

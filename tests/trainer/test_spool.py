@@ -199,7 +199,7 @@ def test_a_line_that_is_json_but_not_a_spool_row_names_file_and_line(
             Spool(tmp_path / "s", data_root=data_root, readonly=readonly)
         message = str(caught.value)
         assert f"spool file {shard}, line 2: {problem}" in message
-        assert "restore pairs-000000.jsonl from a backup" in message and "--spool_dir" in message
+        assert "restore pairs-000000.jsonl from a backup" in message and "--spool-dir" in message
 
 
 def test_a_row_whose_pair_is_invalid_names_file_and_line_when_read(

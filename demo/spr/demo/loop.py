@@ -7,7 +7,7 @@ do it across machines (docker-compose.yml runs the same loop with one process pe
 2. the generator (following ``spr:policy``) samples them with the newest announced policy, and each
    candidate group records that policy (round 0 = the base model);
 3. the scorer worker scores the groups into pairs on ``spr:pairs`` (the policy travels on each pair);
-4. `spr train --from_queue --until_empty --publish_policy --max_policy_staleness S` spools and trains the
+4. `spr train --from-queue --until-empty --publish-policy --max-policy-staleness S` spools and trains the
    round's pairs (pairs older than S policy rounds are counted as stale and skipped), then publishes the
    round's adapter to ``<train>/policies/round-NNN`` and announces it on ``spr:policy``;
 5. the next round's generator picks that adapter up before its first task.
@@ -48,7 +48,7 @@ class LoopConfig:
     semantic_lambda: float = 0.8
     min_margin: float = 0.0
     max_policy_staleness: int | None = 0
-    train_overrides: tuple[str, ...] = ()  # extra `spr train` arguments, e.g. ("--max_steps", "2")
+    train_overrides: tuple[str, ...] = ()  # extra `spr train` arguments, e.g. ("--max-steps", "2")
 
     def check(self) -> None:
         if self.rounds < 1 or self.tasks_per_round < 1 or self.samples_per_prompt < 1:
@@ -149,16 +149,16 @@ def run_loop(config: LoopConfig) -> LoopSummary:
         train_argv = [
             "--config", str(trainer_config_path()),
             "--model", str(models.qwen2vl),
-            "--output_dir", str(train_dir),
-            "--data_root", str(data_dir),
-            "--redis_url", redis_url,
-            "--from_queue", "true",
-            "--until_empty", "true",
-            "--publish_policy", "true",
+            "--output-dir", str(train_dir),
+            "--data-root", str(data_dir),
+            "--redis-url", redis_url,
+            "--from-queue", "true",
+            "--until-empty", "true",
+            "--publish-policy", "true",
             "--disable_tqdm", "true",
         ]  # fmt: skip
         if config.max_policy_staleness is not None:
-            train_argv += ["--max_policy_staleness", str(config.max_policy_staleness)]
+            train_argv += ["--max-policy-staleness", str(config.max_policy_staleness)]
         train_argv += list(config.train_overrides)
         for index in range(config.rounds):
             batch = tasks[index * config.tasks_per_round : (index + 1) * config.tasks_per_round]

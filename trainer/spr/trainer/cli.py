@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import textwrap
 from typing import Any
 
@@ -42,28 +43,25 @@ def short_help() -> str:
     def entry(flag: str, text: str) -> list[str]:
         if flag in env_of:
             text = f"{text} [{env_of[flag]}]"
-        return textwrap.wrap(text, width=104, initial_indent=f"  {flag:<34}", subsequent_indent=" " * 36) or [
-            f"  {flag}"
-        ]
+        indent = f"  {flag:<30}"
+        return textwrap.wrap(text, width=110, initial_indent=indent, subsequent_indent=" " * 32) or [indent]
 
     lines = [
         "usage: spr train [--config FILE.yaml] [--NAME VALUE ...]",
-        "",
         "DPO-train a LoRA adapter on SPR preference pairs (the queue, a spool, a pairs jsonl or an export).",
         "Precedence: defaults < SPR_* settings < the YAML < flags. Every field is also a YAML key.",
-        "",
         "spr options:",
         *entry("--config FILE.yaml", "the YAML configuration (keys of the options below and of DPOConfig)"),
     ]
     for field in dataclasses.fields(SprTrainConfig):
-        text = str(field.metadata.get("help", "")).rstrip(".")
+        # The first sentence ("e.g. X" does not end one); --help-all has the rest.
+        text = re.split(r"(?<!e\.g)(?<=[a-z)])\. (?=[A-Z])", str(field.metadata.get("help", "")))[0].rstrip(
+            "."
+        )
         lines += entry("--" + field.name.replace("_", "-"), text)
-    lines += ["", "common DPO options (TRL's DPOConfig):"]
+    lines += ["common DPO options (TRL's DPOConfig):"]
     lines += [line for name, text in COMMON_DPO_FIELDS for line in entry("--" + name.replace("_", "-"), text)]
-    lines += [
-        "",
-        "  --help-all                        every DPOConfig / TrainingArguments option (hundreds)",
-    ]
+    lines.append("  --help-all                    every DPOConfig / TrainingArguments option (hundreds)")
     return "\n".join(lines)
 
 

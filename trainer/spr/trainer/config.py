@@ -251,12 +251,12 @@ class SprTrainConfig:
         if self.reconnect_timeout_s is not None and self.reconnect_timeout_s < 0:
             raise TrainConfigError(
                 f"reconnect_timeout_s must be >= 0 seconds (got {self.reconnect_timeout_s}; "
-                "SPR_QUEUE_RECONNECT_TIMEOUT_S or --reconnect_timeout_s)"
+                "SPR_QUEUE_RECONNECT_TIMEOUT_S or --reconnect-timeout-s)"
             )
         if self.stale_consumer_s is not None and self.stale_consumer_s <= 0:
             raise TrainConfigError(
                 f"stale_consumer_s must be > 0 seconds (got {self.stale_consumer_s}; "
-                "SPR_QUEUE_STALE_CONSUMER_S or --stale_consumer_s)"
+                "SPR_QUEUE_STALE_CONSUMER_S or --stale-consumer-s)"
             )
         if self.visibility_timeout_s <= 0:
             raise TrainConfigError(
@@ -274,7 +274,7 @@ class SprTrainConfig:
             )
         if (self.publish_policy or self.max_policy_staleness is not None) and not self.from_queue:
             raise TrainConfigError(
-                "publish_policy and max_policy_staleness work with --from_queue (the online loop)"
+                "publish_policy and max_policy_staleness work with --from-queue (the online loop)"
             )
         for name in ("max_pairs", "round_size", "pull_batch", "lora_r", "lora_alpha"):
             value = getattr(self, name)

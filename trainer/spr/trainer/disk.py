@@ -57,7 +57,7 @@ def checkpoint_writes(directory: Path, what: str, *, resume_hint: str) -> Iterat
         free, total = free_bytes(directory)
         raise CheckpointWriteError(
             f"cannot write {what} to {directory}: its disk is full ({free / 2**20:.1f} MiB free of "
-            f"{total / 2**20:.1f} MiB). Free space there or pass --output_dir on a larger disk (fewer "
-            f"checkpoints: --save_total_limit), then run the same command again: {resume_hint}. "
+            f"{total / 2**20:.1f} MiB). Free space there or pass --output-dir on a larger disk (fewer "
+            f"checkpoints: --save-total-limit), then run the same command again: {resume_hint}. "
             f"[{type(exc).__name__}: {str(exc)[:200]}]"
         ) from exc

@@ -46,7 +46,7 @@ def announce_round(cfg: SprTrainConfig, output_dir: Path, finished: Round) -> di
         model_id=cfg.model_dir(),
     )
     if cfg.redis_url is None:
-        raise TrainConfigError("publish_policy needs redis_url: pass --redis_url or set SPR_REDIS_URL")
+        raise TrainConfigError("publish_policy needs redis_url: pass --redis-url or set SPR_REDIS_URL")
     board = PolicyBoard.from_url(cfg.redis_url)
     try:
         board.announce(version)

@@ -96,7 +96,7 @@ def run_training_ranks(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
     if cfg.dataset is not None and is_pairs_file(Path(cfg.dataset)):
         raise TrainConfigError(
             "a pairs jsonl is imported into a spool by one process: run `spr train --dataset FILE "
-            "--max_steps 0` once without accelerate launch, then launch with --dataset <output_dir>/spool"
+            "--max-steps 0` once without accelerate launch, then launch with --dataset <output_dir>/spool"
         )
     ranks = Ranks.start(args)
     output_dir = output_dir_of(args)
@@ -119,7 +119,7 @@ def run_training_ranks(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         source = PairSource.open_path(spool_dir)
     else:
         raise TrainConfigError(
-            f"no spool at {spool_dir}: pass --from_queue to pull pairs, or --dataset PATH (a spool or an "
+            f"no spool at {spool_dir}: pass --from-queue to pull pairs, or --dataset PATH (a spool or an "
             "export)"
         )
     summary = TrainSummary(source=source.identity, output_dir=str(output_dir), pull=pull)
@@ -147,7 +147,7 @@ def run_training_ranks(cfg: SprTrainConfig, args: DPOConfig) -> TrainSummary:
         ranks.barrier("round done")
     done = RoundLedger(output_dir, source.identity).done()
     if not done:
-        raise train.NothingToTrain(f"no pairs to train in {source.identity}: pull some first (--from_queue)")
+        raise train.NothingToTrain(f"no pairs to train in {source.identity}: pull some first (--from-queue)")
     if ranks.is_main:
         summary.adapter_dir = str(train._publish_adapter(output_dir, done[-1]))
         if summary.rounds:

@@ -449,7 +449,7 @@ def _damaged(path: Path, line: int, problem: str) -> str:
     return (
         f"spool file {path}, line {line}: {problem}. The spool is damaged (edited by hand, or a disk "
         f"error): restore {path.name} from a backup, or move the spool folder aside and start a new one "
-        "(--spool_dir)"
+        "(--spool-dir)"
     )
 
 

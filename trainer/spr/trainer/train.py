@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spr.shared.errors import SprError
-from spr.shared.schemas import PreferencePair
 from spr.shared.operator_checks import check_writable_folder
+from spr.shared.schemas import PreferencePair
 from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
 from spr.trainer.dataset import PairSource
 from spr.trainer.disk import checkpoint_writes
@@ -237,12 +237,12 @@ def explain_no_pairs(puller: Puller, summary: TrainSummary) -> str:
         listed = ", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
         causes.append(
             f"the spool rejected every pair it received ({listed}; see rejects.jsonl in the spool): "
-            "e.g. raise --max_length for too_long"
+            "e.g. raise --max-length for too_long"
         )
     if stats.failed:
         causes.append(
             f"{stats.failed} pair deliveries could not be spooled (their image is missing under the data "
-            "root?): check SPR_DATA_ROOT / --data_root, then `spr queue requeue --stream spr:pairs`"
+            "root?): check SPR_DATA_ROOT / --data-root, then `spr queue requeue --stream spr:pairs`"
         )
     if stats.invalid:
         causes.append(f"{stats.invalid} entries of spr:pairs were not valid pairs (dead-lettered)")

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import redis
 from pydantic import BaseModel
-from spr.shared.queue.backpressure import wait_for_room
 from spr.shared.operator_checks import check_redis_url
+from spr.shared.queue.backpressure import wait_for_room
 from spr.shared.queue.config import (
     PIPELINE_STREAMS,
     STREAM_DEAD,
