@@ -161,6 +161,8 @@ def test_every_trainer_setting_is_a_flag_with_the_same_meaning(monkeypatch: pyte
         "data_root": "/d",
         "trainer_model": "/m",
         "trainer_output_dir": "/o",
+        "queue_reconnect_timeout_s": "12.5",
+        "queue_stale_consumer_s": "99.0",
     }
     flags = [word for name, flag in SETTING_FLAGS.items() for word in (flag, values[name])]
     ours_f, dpo_f = parse_train_args([*flags, "--use-cpu"])

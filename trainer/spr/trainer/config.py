@@ -56,6 +56,8 @@ SETTING_FLAGS: Final[dict[str, str]] = {
     "data_root": "--data-root",
     "trainer_model": "--model",
     "trainer_output_dir": "--output-dir",
+    "queue_reconnect_timeout_s": "--reconnect-timeout-s",
+    "queue_stale_consumer_s": "--stale-consumer-s",
 }
 
 
