@@ -131,7 +131,7 @@ def test_queue_resilience_settings_come_from_the_environment_and_are_checked(
     config = SprTrainConfig(model=str(tmp_path), stale_consumer_s=30)
     config.apply_settings(TrainerSettings())
     assert (config.reconnect_timeout_s, config.stale_consumer_s) == (12, 30)  # the flag wins
-    with pytest.raises(TrainConfigError, match="SPR_QUEUE_RECONNECT_TIMEOUT_S or --reconnect_timeout_s"):
+    with pytest.raises(TrainConfigError, match="SPR_QUEUE_RECONNECT_TIMEOUT_S or --reconnect-timeout-s"):
         SprTrainConfig(model=str(tmp_path), reconnect_timeout_s=-1).validate()
     with pytest.raises(TrainConfigError, match="stale_consumer_s must be > 0 seconds"):
         SprTrainConfig(model=str(tmp_path), stale_consumer_s=0).validate()
