@@ -321,7 +321,8 @@ def test_no_cpu_work_runs_on_the_event_loop(
 
     monkeypatch.setattr(Scorer, "plan", spy("plan", Scorer.plan))
     monkeypatch.setattr(Scorer, "finish", spy("finish", Scorer.finish))
-    monkeypatch.setattr(ImageStore, "open_path", spy("open_path", ImageStore.open_path))
+    # open_path_keyed: open_path with the file's identity, for the decoded-image cache.
+    monkeypatch.setattr(ImageStore, "open_path_keyed", spy("open_path", ImageStore.open_path_keyed))
     monkeypatch.setattr(
         ScoreRequest, "model_validate_json", spy("validate", ScoreRequest.model_validate_json)
     )

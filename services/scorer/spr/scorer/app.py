@@ -67,6 +67,7 @@ def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> Fas
                 settings.scorer_max_pixels_in_flight, wait_s=settings.scorer_pixel_wait_s
             ),
             decode_max_side=settings.scorer_decode_max_side,
+            image_cache_items=settings.scorer_image_cache_items,
         )
         images = loaded.images if loaded.images is not None else image_store(settings)
         app.state.scorer = loaded

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PIL import Image
 from spr.scorer.detector import PhraseDetector
+from spr.scorer.image_cache import DecodedImageCache
 from spr.scorer.images import decode_for_models
 from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, PixelBudget, PixelHold, ScoringLimits
 from spr.scorer.scoring import Scorer, ScoringInput, ScoringPlan, detections_to_original
@@ -150,7 +151,8 @@ class BatchedScorer:
     event loop, whatever the input size: /healthz must answer while the scorer is saturated); every
     model call (CLIP image side, CLIP text, detector) goes through a micro-batcher onto the single model
     thread. Decoded images hold pixels of ``pixel_budget`` (when given) from before decoding until their
-    full-size bitmap is freed.
+    full-size bitmap is freed. The last ``image_cache_items`` decoded images read from the data root
+    are kept (:class:`DecodedImageCache`): the next region of the same file skips reading and decoding.
     """
 
     def __init__(
@@ -164,8 +166,10 @@ class BatchedScorer:
         cpu_threads: int = 2,
         pixel_budget: PixelBudget | None = None,
         decode_max_side: int = DEFAULT_DECODE_MAX_SIDE,
+        image_cache_items: int = 0,
     ) -> None:
         self.scorer = scorer
+        self.image_cache = DecodedImageCache(image_cache_items)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spr-model")
         self.cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="spr-cpu")
         self.pixel_budget = pixel_budget
@@ -228,9 +232,18 @@ class BatchedScorer:
         """The model side of a planned request: decode under the pixel budget, forwards, finish."""
         if not plan.needs_pixels:
             return await self.run_cpu(self.scorer.finish, plan)
+        key = inputs.image_key
+        cached = None if key is None else self.image_cache.get(key, self.decode_max_side)
         width, height = plan.image_size.width, plan.image_size.height
+        if cached is not None:  # already model-sized: hold only its pixels, nothing to decode
+            width, height = cached.rgb.width, cached.rgb.height
         async with self._hold(width * height) as held:
-            decoded = await self.run_cpu(decode_for_models, inputs.image, max_side=self.decode_max_side)
+            if cached is not None:
+                decoded = cached
+            else:
+                decoded = await self.run_cpu(decode_for_models, inputs.image, max_side=self.decode_max_side)
+                if key is not None:
+                    self.image_cache.put(key, self.decode_max_side, decoded)
             if held is not None:
                 # The full-size bitmap is gone: only the model-sized copy stays until the forwards end.
                 held.shrink(decoded.rgb.width * decoded.rgb.height)

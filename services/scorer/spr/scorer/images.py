@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 from spr.scorer.errors import InputError
@@ -21,6 +22,14 @@ from spr.scorer.limits import IMAGE_TOO_LARGE, LimitError
 from spr.shared.boxes import BoxT
 
 logger = logging.getLogger(__name__)
+
+
+class ImageKey(NamedTuple):
+    """A file's identity when it was read: resolved path, mtime (ns), size (bytes)."""
+
+    path: str
+    mtime_ns: int
+    size: int
 
 
 class ImageStore:
@@ -64,8 +73,13 @@ class ImageStore:
 
     def open_path(self, relative: str, *, field: str = "image.path") -> Image.Image:
         """The image at ``relative`` under the data root, opened lazily (header read, not decoded)."""
+        return self.open_path_keyed(relative, field=field)[0]
+
+    def open_path_keyed(self, relative: str, *, field: str = "image.path") -> tuple[Image.Image, ImageKey]:
+        """:meth:`open_path`, with the file's identity when it was read (the decoded-image cache's key)."""
         path = self.resolve(relative, field=field)
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         if size > self.max_image_bytes:
             raise LimitError(
                 f"image file is {size} bytes, over the limit of {self.max_image_bytes} bytes "
@@ -77,7 +91,7 @@ class ImageStore:
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read {relative!r}: {exc.__class__.__name__}", field=field) from None
-        return self._open(data, field=field)
+        return self._open(data, field=field), ImageKey(str(path), stat.st_mtime_ns, size)
 
     def open_base64(self, encoded: str, *, field: str = "image.base64") -> Image.Image:
         """The image in ``encoded`` (standard base64 of the file), opened lazily."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 from spr.scorer.detector import PhraseDetector
 from spr.scorer.errors import InputError, SemanticModelNotConfiguredError
-from spr.scorer.images import ImageStore, ModelImage, decode_for_models
+from spr.scorer.images import ImageKey, ImageStore, ModelImage, decode_for_models
 from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, ScoringLimits
 from spr.scorer.pairing import select_pair
 from spr.scorer.semantic import RegionEmbedding, SemanticScorer, SemanticValues, Vector
@@ -76,6 +76,9 @@ class ScoringInput:
     format: GroundingFormat
     options: ScoreOptions
     resized_size: Size | None = None
+    # The file's identity (path, mtime, size) when ``image`` came from the data root: the key of the
+    # decoded-image cache. None for base64 images (never cached).
+    image_key: ImageKey | None = None
 
 
 @dataclass

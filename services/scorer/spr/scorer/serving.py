@@ -82,8 +82,9 @@ class ScoreServing:
         """Counts checked and the image opened (header only): CPU work, for the pool."""
         self.limits.check_counts(len(request.candidates), len(request.objects))
         source = request.image
+        key = None
         if source.path is not None:
-            image = self.images.open_path(source.path)
+            image, key = self.images.open_path_keyed(source.path)
         elif source.base64 is not None:
             image = self.images.open_base64(source.base64)
         else:  # the schema guarantees one of them
@@ -96,6 +97,7 @@ class ScoreServing:
             format=request.format,
             options=request.options,
             resized_size=request.resized_size,
+            image_key=key,
         )
 
 

@@ -118,6 +118,13 @@ class ScorerSettings(BaseSettings):
         description="Decoded images are downscaled once so that their longer side is at most this (pixels); "
         "boxes are mapped back to the original image.",
     )
+    scorer_image_cache_items: int = Field(
+        default=8,
+        ge=0,
+        description="Decoded images (model-sized, longer side <= SPR_SCORER_DECODE_MAX_SIDE) kept for the "
+        "next request on the same file (path + mtime + size); 0 disables. Memory: up to items x "
+        "max_side^2 x 3 bytes outside the pixel budget (96 MiB with the defaults).",
+    )
     scorer_max_connections: int = Field(
         default=1000,
         gt=0,
