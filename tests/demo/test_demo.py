@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from spr.demo.pipeline import DemoConfig, DemoRun
 from spr.demo.run import run_demo
-from spr.scorer.worker import LEDGER
+from spr.shared.queue import LEDGER_SCORER as LEDGER
 from spr.shared.queue import STREAM_PAIRS
 from spr.shared.schemas import PreferencePair
 

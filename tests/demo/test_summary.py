@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from spr.demo.summary import collect_summary
 from spr.scorer.pairing import SKIP_IDENTICAL, SKIP_MARGIN
-from spr.scorer.worker import LEDGER, PAIR_OUTCOME
-from spr.shared.queue import STREAM_PAIRS, Queue
+from spr.shared.queue import LEDGER_SCORER as LEDGER
+from spr.shared.queue import PAIR_OUTCOME, STREAM_PAIRS, Queue
 from spr.shared.schemas import ImageRef, PairSide, PreferencePair, Provenance, Scores
 
 

@@ -14,7 +14,9 @@ from spr.scorer.scoring import Scorer
 from spr.scorer.semantic import SemanticScorer
 from spr.scorer.settings import ScorerSettings, SettingsError
 from spr.scorer.telemetry import ScorerMetrics
-from spr.scorer.worker import GROUP, LEDGER, run_scorer_worker
+from spr.scorer.worker import run_scorer_worker
+from spr.shared.queue import GROUP_SCORERS as GROUP
+from spr.shared.queue import LEDGER_SCORER as LEDGER
 from spr.shared.queue import STREAM_CANDIDATES, STREAM_PAIRS, Queue, QueueConfig
 from spr.shared.schemas import PreferencePair
 from spr.shared.scoring_api import HealthResponse

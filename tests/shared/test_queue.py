@@ -19,9 +19,9 @@ from spr.shared.queue import (
     QueueUnavailable,
     run_worker,
 )
-from spr.shared.queue.config import errors_key
 from spr.shared.queue.deadletter import NO_ERROR_RECORDED
 from spr.shared.queue.delivery import Delivery
+from spr.shared.queue.topology import errors_key
 
 
 class Item(BaseModel):

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import redis
 from pydantic import BaseModel
+from spr.shared.queue import GROUP_TRAINERS as TRAINER_GROUP
 from spr.shared.queue import STREAM_PAIRS, Delivery, Queue, QueueConfig
 from spr.shared.schemas import PreferencePair
-from spr.trainer.config import TRAINER_GROUP
 from spr.trainer.length import PairLengthMeasurer
 from spr.trainer.pull import Puller
 from spr.trainer.spool import Spool

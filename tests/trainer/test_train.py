@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis
 from spr.cli.main import main
+from spr.shared.queue import GROUP_TRAINERS as TRAINER_GROUP
 from spr.shared.queue import STREAM_PAIRS, Queue, QueueConfig
 from spr.shared.schemas import PreferencePair
-from spr.trainer.config import TRAINER_GROUP
 from spr.trainer.export import ExportError, export_spool
 from trainer_fixtures import TINY_CONFIG, MakePair
 

@@ -22,7 +22,7 @@ from typing import Any
 from spr.bench.world import World
 from spr.demo.pipeline import DemoConfig, DemoRun
 from spr.shared.errors import SprError
-from spr.shared.queue import STREAM_PAIRS
+from spr.shared.queue import LEDGER_SCORER, STREAM_PAIRS
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,6 @@ def run_spr(
     from dataclasses import asdict
 
     from spr.demo.summary import collect_summary
-    from spr.scorer.worker import LEDGER
 
     if config.rounds < 1:
         raise SprError(f"SPR rounds must be >= 1, got {config.rounds}")
@@ -206,7 +205,7 @@ def run_spr(
             rounds.append(finished)
             logger.info("SPR round %d: %s; DPO %s", index, made, finished.train)
         with run.queue() as queue:
-            summary = collect_summary(queue, demo.train_dir, LEDGER)
+            summary = collect_summary(queue, demo.train_dir, LEDGER_SCORER)
     finally:
         run.stop_all()
     wall: dict[str, float] = {}

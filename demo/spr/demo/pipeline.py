@@ -18,15 +18,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from spr.demo.stages import StageFailedError, StageProcess
-from spr.scorer.worker import LEDGER as SCORER_LEDGER
 from spr.shared.errors import SprError
-from spr.shared.queue import STREAM_CANDIDATES, STREAM_TASKS, Queue
+from spr.shared.queue import (
+    GROUP_GENERATORS,
+    GROUP_SCORERS,
+    LEDGER_SCORER,
+    STREAM_CANDIDATES,
+    STREAM_TASKS,
+    Queue,
+)
 from spr.shared.redis_server import LocalRedis, is_reachable
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_GROUP = "generators"
-SCORER_GROUP = "scorers"
 POLL_S = 0.25
 
 
@@ -203,15 +207,15 @@ class DemoRun:
                 for proc in (scorer,) if generator_done else (generator, scorer):
                     if proc.poll() not in (None, 0):
                         raise DemoError(f"stage {proc.name} failed; see {proc.log_path}:\n{proc.tail()}")
-                groups = q.outcomes(SCORER_LEDGER)
+                groups = q.outcomes(LEDGER_SCORER)
                 scored = sum(groups.values())
                 self.progress("generate", self.stream_length(STREAM_CANDIDATES), total)
                 self.progress("score", scored, total)
-                if not generator_done and self.drained(q, STREAM_TASKS, GENERATOR_GROUP):
+                if not generator_done and self.drained(q, STREAM_TASKS, GROUP_GENERATORS):
                     generator.stop()
                     generator_done = True
                     self.timings.append(StageTiming("generator", time.monotonic() - started))
-                if generator_done and self.drained(q, STREAM_CANDIDATES, SCORER_GROUP):
+                if generator_done and self.drained(q, STREAM_CANDIDATES, GROUP_SCORERS):
                     scorer.stop()
                     self.timings.append(StageTiming("scorer", time.monotonic() - started))
                     return

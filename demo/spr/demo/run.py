@@ -9,8 +9,7 @@ import time
 from spr.demo.pipeline import DemoConfig, DemoRun
 from spr.demo.summary import DemoSummary, collect_summary
 from spr.demo.viewer import write_report
-from spr.scorer.worker import LEDGER as SCORER_LEDGER
-from spr.shared.queue import STREAM_PAIRS
+from spr.shared.queue import LEDGER_SCORER, STREAM_PAIRS
 from spr.shared.schemas import PreferencePair
 from tqdm import tqdm
 
@@ -50,7 +49,7 @@ def run_demo(config: DemoConfig) -> DemoSummary:
             summary = collect_summary(
                 q,
                 config.train_dir,
-                SCORER_LEDGER,
+                LEDGER_SCORER,
                 semantic_lambda=config.semantic_lambda,
                 min_margin=config.min_margin,
             )

@@ -13,8 +13,14 @@ from pathlib import Path
 from statistics import fmean
 
 from spr.scorer.pairing import SKIP_IDENTICAL, SKIP_MARGIN, SKIP_NO_CANDIDATES
-from spr.scorer.worker import PAIR_OUTCOME
-from spr.shared.queue import STREAM_CANDIDATES, STREAM_PAIRS, STREAM_TASKS, Queue
+from spr.shared.queue import (
+    NO_PAIR_OUTCOME_PREFIX,
+    PAIR_OUTCOME,
+    STREAM_CANDIDATES,
+    STREAM_PAIRS,
+    STREAM_TASKS,
+    Queue,
+)
 from spr.shared.schemas import CandidateGroup, PreferencePair
 
 
@@ -90,7 +96,7 @@ class DemoSummary:
         """One line per reason in ``skipped`` (scorer) and the trainer's rejections: what it means."""
         notes = []
         for outcome in sorted(self.skipped):
-            reason = outcome.removeprefix("no pair: ")
+            reason = outcome.removeprefix(NO_PAIR_OUTCOME_PREFIX)
             meaning = SKIP_MEANINGS.get(reason, "see the scorer worker's log for this reason")
             if reason == SKIP_MARGIN and self.min_margin is not None:
                 meaning += f" (--min-margin {self.min_margin:g})"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from spr.reward.backends import HttpBackend, InProcessBackend, RewardBackend
 from spr.reward.function import TASK_COLUMN, SprReward
-from spr.reward.grpo_config import GRPO_GROUP, GrpoConfigError, SprGrpoConfig
+from spr.reward.grpo_config import GrpoConfigError, SprGrpoConfig
 from spr.shared.reward_api import RewardOptions, RewardTask
 from spr.shared.schemas import GroundingFormat, RegionTask
 from spr.shared.scoring_api import RESIZED_SIZE_FORMATS
@@ -53,7 +53,7 @@ def read_tasks_queue(cfg: SprGrpoConfig) -> list[RegionTask]:
     """Region tasks from spr:tasks (group 'grpo'), until ``max_tasks`` or ``queue_timeout_s``."""
     import socket
 
-    from spr.shared.queue import STREAM_TASKS, Queue
+    from spr.shared.queue import GROUP_GRPO, STREAM_TASKS, Queue
 
     if cfg.redis_url is None:
         raise GrpoConfigError("redis_url is not set: pass --redis_url or set SPR_REDIS_URL")
@@ -65,7 +65,7 @@ def read_tasks_queue(cfg: SprGrpoConfig) -> list[RegionTask]:
         queue.ping()
         while (cfg.max_tasks is None or len(tasks) < cfg.max_tasks) and time.monotonic() < deadline:
             want = 16 if cfg.max_tasks is None else min(16, cfg.max_tasks - len(tasks))
-            for delivery in queue.consume(STREAM_TASKS, GRPO_GROUP, consumer, count=want, block_ms=200):
+            for delivery in queue.consume(STREAM_TASKS, GROUP_GRPO, consumer, count=want, block_ms=200):
                 try:
                     tasks.append(RegionTask.model_validate_json(delivery.data))
                 except ValueError as exc:

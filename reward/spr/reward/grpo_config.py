@@ -20,9 +20,6 @@ from spr.shared.schemas import GROUNDING_FORMATS
 if TYPE_CHECKING:
     from trl.trainer.grpo_config import GRPOConfig
 
-# The consumer group `spr grpo --from_queue` reads spr:tasks with: its own, so generators keep theirs.
-GRPO_GROUP: Final = "grpo"
-
 DEFAULT_TARGET_MODULES: Final = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 SPR_GRPO_DEFAULTS: Final[dict[str, Any]] = {

@@ -28,8 +28,6 @@ from spr.shared.operator_checks import check_model_folder, check_redis_url, redi
 if TYPE_CHECKING:
     from trl.trainer.dpo_config import DPOConfig
 
-# The consumer group every trainer reads spr:pairs with (docs/ARCHITECTURE.md, "Queue").
-TRAINER_GROUP: Final = "trainers"
 
 # Language-model projections of Qwen2-VL / Qwen2.5-VL (and most decoder LMs). The vision tower's
 # layers are named differently (qkv, proj, fc1, fc2), so it stays frozen: LoRA adapts the LM only.

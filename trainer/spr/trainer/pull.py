@@ -24,11 +24,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from spr.shared.queue import STREAM_PAIRS, Delivery, Queue, QueueUnavailable
+from spr.shared.queue import GROUP_TRAINERS, STREAM_PAIRS, Delivery, Queue, QueueUnavailable
 from spr.shared.queue.reconnect import RedisLost, wait_for_redis
 from spr.shared.queue.worker import describe_error
 from spr.shared.schemas import PreferencePair
-from spr.trainer.config import TRAINER_GROUP
 from spr.trainer.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class Puller:
         spool: Spool,
         *,
         consumer: str | None = None,
-        group: str = TRAINER_GROUP,
+        group: str = GROUP_TRAINERS,
         max_pairs: int | None = None,
         until_empty: bool = False,
         timeout_s: float | None = None,

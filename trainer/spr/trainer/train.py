@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from spr.shared.errors import SprError
 from spr.shared.operator_checks import check_writable_folder
+from spr.shared.queue import GROUP_TRAINERS
 from spr.shared.schemas import PreferencePair
-from spr.trainer.config import TRAINER_GROUP, SprTrainConfig, TrainConfigError, output_dir_of
+from spr.trainer.config import SprTrainConfig, TrainConfigError, output_dir_of
 from spr.trainer.dataset import PairSource
 from spr.trainer.disk import checkpoint_writes
 from spr.trainer.pairs_file import import_pairs_file, is_pairs_file
@@ -108,7 +109,7 @@ def make_puller(
         queue,
         spool,
         consumer=cfg.consumer,
-        group=TRAINER_GROUP,
+        group=GROUP_TRAINERS,
         max_pairs=cfg.max_pairs,
         until_empty=cfg.until_empty,
         timeout_s=cfg.timeout_s,

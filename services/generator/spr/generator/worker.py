@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CONSUMER_GROUP = "generators"
-
 
 def run_queue(
     settings: GeneratorSettings,
@@ -132,13 +130,13 @@ def _consume(
     max_tasks: int | None,
     idle_exit_s: float | None,
 ) -> WorkerStats:
-    from spr.shared.queue import STREAM_TASKS, run_worker
+    from spr.shared.queue import GROUP_GENERATORS, STREAM_TASKS, run_worker
 
     if threads == 1:
         return run_worker(
             queue,
             STREAM_TASKS,
-            CONSUMER_GROUP,
+            GROUP_GENERATORS,
             base,
             handle,
             stop=stop,
@@ -156,7 +154,7 @@ def _run_threads(
     stop: threading.Event,
     idle_exit_s: float | None,
 ) -> WorkerStats:
-    from spr.shared.queue import STREAM_TASKS, WorkerStats, run_worker
+    from spr.shared.queue import GROUP_GENERATORS, STREAM_TASKS, WorkerStats, run_worker
 
     results: list[WorkerStats] = []
     errors: list[BaseException] = []
@@ -165,7 +163,7 @@ def _run_threads(
         try:
             consumer = f"{base}-{index}"
             stats = run_worker(
-                queue, STREAM_TASKS, CONSUMER_GROUP, consumer, handle, stop=stop, idle_exit_s=idle_exit_s
+                queue, STREAM_TASKS, GROUP_GENERATORS, consumer, handle, stop=stop, idle_exit_s=idle_exit_s
             )
             results.append(stats)
         except BaseException as exc:

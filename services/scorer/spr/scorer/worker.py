@@ -20,6 +20,10 @@ from spr.scorer.settings import ScorerSettings, SettingsError
 from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
 from spr.shared.queue import (
+    GROUP_SCORERS,
+    LEDGER_SCORER,
+    NO_PAIR_OUTCOME_PREFIX,
+    PAIR_OUTCOME,
     STREAM_CANDIDATES,
     STREAM_PAIRS,
     Delivery,
@@ -28,16 +32,9 @@ from spr.shared.queue import (
     WorkerStats,
     run_worker,
 )
-from spr.shared.queue.config import LEDGER_SCORER
 from spr.shared.schemas import CandidateGroup
 
 logger = logging.getLogger(__name__)
-
-GROUP = "scorers"
-# Outcome ledger: group id -> "pair" or "no pair: <reason>", idempotent under redelivery, so operators
-# (and `spr demo`) can count pairs made and skipped by reason across every scorer worker.
-LEDGER = LEDGER_SCORER
-PAIR_OUTCOME = "pair"
 
 
 def entry_age_s(entry_id: str, now: float | None = None) -> float:
@@ -70,7 +67,9 @@ class GroupHandler:
         self.metrics.observe_scores("queue", result.scores)
         if result.pair is None:
             logger.info("no pair for task %s: %s", group.task.task_id, result.skipped_reason)
-            self.queue.record_outcome(LEDGER, group.group_id, f"no pair: {result.skipped_reason}")
+            self.queue.record_outcome(
+                LEDGER_SCORER, group.group_id, f"{NO_PAIR_OUTCOME_PREFIX}{result.skipped_reason}"
+            )
             return
         if self.queue.publish(STREAM_PAIRS, result.pair.pair_id, result.pair):
             logger.debug("pair %s (margin %.3f) published", result.pair.pair_id, result.pair.margin)
@@ -78,7 +77,7 @@ class GroupHandler:
             logger.info("pair %s was already published (redelivered group)", result.pair.pair_id)
         # After the pair is written: a crash in between leaves the group pending, and its redelivery
         # finds the pair de-duplicated and records the outcome then.
-        self.queue.record_outcome(LEDGER, group.group_id, PAIR_OUTCOME)
+        self.queue.record_outcome(LEDGER_SCORER, group.group_id, PAIR_OUTCOME)
 
 
 def check_offline_scoring(settings: ScorerSettings, scorer: Scorer, command: str) -> None:
@@ -134,7 +133,7 @@ def run_scorer_worker(
         stats = run_worker(
             queue,
             STREAM_CANDIDATES,
-            GROUP,
+            GROUP_SCORERS,
             settings.scorer_consumer,
             handle,
             stop=stop or threading.Event(),

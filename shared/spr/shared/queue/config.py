@@ -1,15 +1,8 @@
-"""Queue configuration and the names of the pipeline's streams and bookkeeping keys."""
+"""Queue configuration: how the queue behaves (its names are in :mod:`spr.shared.queue.topology`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-STREAM_TASKS = "spr:tasks"
-STREAM_CANDIDATES = "spr:candidates"
-STREAM_PAIRS = "spr:pairs"
-STREAM_DEAD = "spr:dead"
-# The streams `spr queue status` reports by default, in pipeline order.
-PIPELINE_STREAMS: tuple[str, ...] = (STREAM_TASKS, STREAM_CANDIDATES, STREAM_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -65,34 +58,3 @@ class QueueConfig:
     @property
     def visibility_timeout_ms(self) -> int:
         return round(self.visibility_timeout_s * 1000)
-
-
-def ids_key(stream: str) -> str:
-    """Set of every item id ever published on ``stream`` (the de-duplication record).
-
-    It grows by one short string per published item and is never trimmed with the stream, so an item
-    stays de-duplicated after its entry is gone. A million 18-character ids cost roughly 60-80 MB;
-    delete the key (or give it a TTL) only when replaying old item ids is acceptable.
-    """
-    return f"spr:ids:{stream}"
-
-
-def errors_key(stream: str, group: str) -> str:
-    """Hash entry id -> last error text, for entries of ``stream`` that failed in ``group``.
-
-    Holds only entries that are failing right now: ack and dead-lettering remove their field.
-    """
-    return f"spr:errors:{stream}:{group}"
-
-
-# The scorer's outcome ledger (group id -> "pair" / "no pair: <reason>"): the trainer reads it to
-# explain an empty spr:pairs.
-LEDGER_SCORER = "scorer"
-
-
-def outcomes_key(ledger: str) -> str:
-    """Hash of item id -> outcome for one consumer role (e.g. why the scorer made no pair).
-
-    Keyed by item id, so a redelivered item overwrites its own entry and counts stay exact.
-    """
-    return f"spr:outcomes:{ledger}"

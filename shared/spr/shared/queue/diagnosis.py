@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from spr.shared.queue.config import (
+from spr.shared.queue.deadletter import DeadLetter
+from spr.shared.queue.errors import translate_redis_errors
+from spr.shared.queue.queue import Queue
+from spr.shared.queue.recovery import select_dead
+from spr.shared.queue.topology import (
     LEDGER_SCORER,
     PIPELINE_STREAMS,
     STREAM_CANDIDATES,
@@ -13,10 +17,6 @@ from spr.shared.queue.config import (
     STREAM_TASKS,
     ids_key,
 )
-from spr.shared.queue.deadletter import DeadLetter
-from spr.shared.queue.errors import translate_redis_errors
-from spr.shared.queue.queue import Queue
-from spr.shared.queue.recovery import select_dead
 
 # What each stream carries, for the sentences below.
 _WHAT = {STREAM_TASKS: "region tasks", STREAM_CANDIDATES: "candidate groups", STREAM_PAIRS: "pairs"}

@@ -24,14 +24,7 @@ import redis
 from pydantic import BaseModel
 from spr.shared.operator_checks import check_redis_url
 from spr.shared.queue.backpressure import wait_for_room
-from spr.shared.queue.config import (
-    PIPELINE_STREAMS,
-    STREAM_DEAD,
-    QueueConfig,
-    errors_key,
-    ids_key,
-    outcomes_key,
-)
+from spr.shared.queue.config import QueueConfig
 from spr.shared.queue.consumers import release_pending, remove_stale_consumers
 from spr.shared.queue.deadletter import MAX_ERROR_CHARS, NO_ERROR_RECORDED, DeadLetter
 from spr.shared.queue.delivery import Delivery
@@ -41,6 +34,7 @@ from spr.shared.queue.groups import GroupInfo, read_groups, safe_trim_id, stream
 from spr.shared.queue.readback import scan_items
 from spr.shared.queue.scripts import DEAD_LETTER, PUBLISH
 from spr.shared.queue.status import QueueStatus, collect_status
+from spr.shared.queue.topology import PIPELINE_STREAMS, STREAM_DEAD, errors_key, ids_key, outcomes_key
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from spr.shared.queue.config import LEDGER_SCORER, STREAM_CANDIDATES, STREAM_TASKS, ids_key, outcomes_key
 from spr.shared.queue.deadletter import DeadLetter
 from spr.shared.queue.errors import translate_redis_errors
 from spr.shared.queue.queue import Queue
 from spr.shared.queue.scripts import REQUEUE
+from spr.shared.queue.topology import LEDGER_SCORER, STREAM_CANDIDATES, STREAM_TASKS, ids_key, outcomes_key
 from spr.shared.schemas import CandidateGroup
 
 # Dead letters are read in pages of this many.
