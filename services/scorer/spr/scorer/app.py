@@ -69,7 +69,7 @@ def create_app(settings: ScorerSettings, *, scorer: Scorer | None = None) -> Fas
             decode_max_side=settings.scorer_decode_max_side,
             image_cache_items=settings.scorer_image_cache_items,
         )
-        images = loaded.images if loaded.images is not None else image_store(settings)
+        images = image_store(settings)
         app.state.scorer = loaded
         app.state.serving = ScoreServing(batched, images, metrics, limits=settings.scoring_limits())
         app.state.queue = (

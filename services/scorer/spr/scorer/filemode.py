@@ -25,7 +25,7 @@ from typing import IO
 from pydantic import ValidationError
 from spr.scorer.scoring import Scorer
 from spr.scorer.settings import ScorerSettings
-from spr.scorer.worker import check_offline_scoring
+from spr.scorer.worker import check_offline_scoring, score_group
 from spr.shared.errors import SprError
 from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
 from spr.shared.queue import PermanentError
@@ -109,7 +109,7 @@ def score_file(
         for group in todo:
             record = {"group_id": group.group_id, "task_id": group.task.task_id}
             try:
-                result = scorer.score_group(group)
+                result = score_group(scorer, group)
             except PermanentError as exc:
                 stats.failed += 1
                 logger.warning("group %s cannot be scored: %s", group.group_id, exc)

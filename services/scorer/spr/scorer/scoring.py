@@ -40,13 +40,10 @@ from spr.shared.boxes import (
     localize_and_refine_many,
     refine_boxes,
 )
-from spr.shared.queue import PermanentError
 from spr.shared.schemas import (
     AnnotatedObject,
-    CandidateGroup,
     GroundingFormat,
     ParseResult,
-    PreferencePair,
     Size,
 )
 from spr.shared.scoring_api import (
@@ -119,15 +116,6 @@ class ScoringPlan:
     @property
     def needs_pixels(self) -> bool:
         return bool(self.texts) or bool(self.phrases)
-
-
-@dataclass(frozen=True)
-class GroupResult:
-    """A scored candidate group: the pair (or why none) and the full per-candidate scores."""
-
-    pair: PreferencePair | None
-    skipped_reason: str | None
-    scores: ScoreResponse
 
 
 def settings_hash(options: ScoreOptions, model_ids: dict[str, str | None]) -> str:
@@ -381,45 +369,6 @@ class Scorer:
         return self.finish(
             plan, region_embedding=region_embedding, text_embeddings=text_embeddings, detections=detections
         )
-
-    def score_group(self, group: CandidateGroup) -> GroupResult:
-        """Score a queued candidate group with the worker options; the pair is ready to publish.
-
-        Raises PermanentError for a group that can never be scored (image missing or not matching the
-        task's recorded size, a region outside the image, lambda > 0 without a semantic model).
-        """
-        if self.images is None:
-            raise PermanentError("the scorer has no image store (SPR_DATA_ROOT) to open task images")
-        task = group.task
-        options = self.worker_options
-        try:
-            if self.limits is not None:
-                self.limits.check_counts(len(group.candidates), len(task.objects), field_prefix="")
-            image = self.images.open_path(task.image.path, field="task.image.path")
-            if image.size != (task.image.width, task.image.height):
-                raise InputError(
-                    f"image is {image.size[0]}x{image.size[1]} pixels but the task records "
-                    f"{task.image.width}x{task.image.height}: boxes would be in the wrong space",
-                    field="task.image",
-                )
-            response = self.score(
-                ScoringInput(
-                    image=image,
-                    region=task.region,
-                    objects=task.objects,
-                    candidates=[(c.id, c.text) for c in group.candidates],
-                    format=group.format,
-                    options=options,
-                    resized_size=group.resized_size,
-                ),
-                field_prefix="",
-            )
-        except InputError as exc:
-            raise PermanentError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from exc
-        if response.pair is None:
-            return GroupResult(None, response.pair_skipped_reason, response)
-        pair = response.pair.to_preference_pair(group, response.candidates, self.settings_hash(options))
-        return GroupResult(pair, None, response)
 
 
 def detections_to_original(found: dict[str, list[BoxT]], decoded: ModelImage) -> dict[str, list[BoxT]]:

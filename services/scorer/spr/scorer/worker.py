@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from pydantic import ValidationError
+from spr.scorer.errors import InputError
 from spr.scorer.limits import LimitError
-from spr.scorer.scoring import Scorer
+from spr.scorer.scoring import Scorer, ScoringInput
 from spr.scorer.settings import ScorerSettings, SettingsError
 from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
@@ -32,9 +34,59 @@ from spr.shared.queue import (
     WorkerStats,
     run_worker,
 )
-from spr.shared.schemas import CandidateGroup
+from spr.shared.schemas import CandidateGroup, PreferencePair
+from spr.shared.scoring_api import ScoreResponse
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """A scored candidate group: the pair (or why none) and the full per-candidate scores."""
+
+    pair: PreferencePair | None
+    skipped_reason: str | None
+    scores: ScoreResponse
+
+
+def score_group(scorer: Scorer, group: CandidateGroup) -> GroupResult:
+    """Score a queued candidate group with the worker options; the pair is ready to publish.
+
+    Raises PermanentError for a group that can never be scored (image missing or not matching the
+    task's recorded size, a region outside the image, lambda > 0 without a semantic model).
+    """
+    if scorer.images is None:
+        raise PermanentError("the scorer has no image store (SPR_DATA_ROOT) to open task images")
+    task = group.task
+    options = scorer.worker_options
+    try:
+        if scorer.limits is not None:
+            scorer.limits.check_counts(len(group.candidates), len(task.objects), field_prefix="")
+        image = scorer.images.open_path(task.image.path, field="task.image.path")
+        if image.size != (task.image.width, task.image.height):
+            raise InputError(
+                f"image is {image.size[0]}x{image.size[1]} pixels but the task records "
+                f"{task.image.width}x{task.image.height}: boxes would be in the wrong space",
+                field="task.image",
+            )
+        response = scorer.score(
+            ScoringInput(
+                image=image,
+                region=task.region,
+                objects=task.objects,
+                candidates=[(c.id, c.text) for c in group.candidates],
+                format=group.format,
+                options=options,
+                resized_size=group.resized_size,
+            ),
+            field_prefix="",
+        )
+    except InputError as exc:
+        raise PermanentError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from exc
+    if response.pair is None:
+        return GroupResult(None, response.pair_skipped_reason, response)
+    pair = response.pair.to_preference_pair(group, response.candidates, scorer.settings_hash(options))
+    return GroupResult(pair, None, response)
 
 
 def entry_age_s(entry_id: str, now: float | None = None) -> float:
@@ -58,7 +110,7 @@ class GroupHandler:
         self.metrics.queue_lag.observe(entry_age_s(delivery.entry_id))
         try:
             group = delivery.parse(CandidateGroup)
-            result = self.scorer.score_group(group)
+            result = score_group(self.scorer, group)
         except (ValidationError, PermanentError) as exc:
             self.metrics.dead_lettered.inc()
             if isinstance(exc.__cause__, LimitError):  # over SPR_SCORER_MAX_*: dead-lettered with it
