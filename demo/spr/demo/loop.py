@@ -166,7 +166,7 @@ def run_loop(config: LoopConfig) -> LoopSummary:
                 queue.publish(STREAM_TASKS, task.task_id, task)
             generated = run_queue(generator_settings, max_tasks=len(batch), generator=generator)
             scored = run_scorer_worker(scorer_settings, scorer=scorer, queue=queue, max_items=len(batch))
-            trainer_settings = TrainerSettings()
+            trainer_settings = TrainerSettings.from_env()
             ours, dpo = parse_train_args(train_argv, trainer_settings)
             ours.apply_settings(trainer_settings)
             trained = run_training(ours, dpo)

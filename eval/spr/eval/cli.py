@@ -171,7 +171,7 @@ def _common(parser: argparse.ArgumentParser, data_flag: str) -> None:
 
 
 def _job(args: argparse.Namespace, data: list[Path]) -> Any:
-    from spr.cli.settings import load_cli_settings
+    from spr.cli.settings import CliSettings
     from spr.eval.jobs import EvalJob, SplitFiles
     from spr.eval.models import ModelSpec
     from spr.eval.rec import Decoding
@@ -190,7 +190,7 @@ def _job(args: argparse.Namespace, data: list[Path]) -> Any:
         raise SprError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise SprError("--temperature must be >= 0 and --top-p in (0, 1]")
-    data_root = args.data_root or load_cli_settings().data_root or data[0].parent
+    data_root = args.data_root or CliSettings.from_env().data_root or data[0].parent
     return EvalJob(
         splits=[
             SplitFiles(

@@ -28,7 +28,7 @@ def _grpo(args: argparse.Namespace) -> int:
     from spr.reward.grpo_config import GrpoSettings, parse_grpo_args
 
     ours, grpo = parse_grpo_args(args.argv)
-    ours.apply_settings(GrpoSettings())
+    ours.apply_settings(GrpoSettings.from_env())
     summary = run_grpo(ours, grpo)
     brief = {key: value for key, value in summary.items() if key != "log_history"}
     print(json.dumps(brief, indent=2, default=str))

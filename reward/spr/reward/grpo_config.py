@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from spr.shared.errors import SprError
 from spr.shared.schemas import GROUNDING_FORMATS
+from spr.shared.settings import SprSettings
 
 if TYPE_CHECKING:
     from trl.trainer.grpo_config import GRPOConfig
@@ -34,13 +34,11 @@ class GrpoConfigError(SprError):
     """An invalid or inconsistent `spr grpo` setting."""
 
 
-class GrpoSettings(BaseSettings):
-    """Environment of the `spr grpo` entry point (prefix ``SPR_``); fills config fields left unset."""
+class GrpoSettings(SprSettings):
+    """Environment of the `spr grpo` entry point (prefix ``SPR_``: ``redis_url``, ``data_root``); fills
+    config fields left unset."""
 
-    model_config = SettingsConfigDict(env_prefix="SPR_")
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    data_root: Path | None = None
+    service: ClassVar[str] = "grpo"
 
 
 @dataclass

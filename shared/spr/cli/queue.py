@@ -70,7 +70,7 @@ def _redis_url(args: argparse.Namespace) -> str:
         return str(args.redis_url)
     from spr.cli.settings import CliSettings
 
-    return CliSettings().redis_url
+    return CliSettings.from_env().require_redis_url("spr queue")
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -83,7 +83,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spr.cli.settings import load_cli_settings
+    from spr.cli.settings import CliSettings
     from spr.shared.errors import SprError
     from spr.shared.regions import RegionConfig, build_regions
     from tqdm import tqdm
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         max_objects=args.max_objects,
         whole_image=args.whole_image,
     )
-    settings = load_cli_settings()
+    settings = CliSettings.from_env()
     data_root = args.data_root if args.data_root is not None else settings.data_root
     source = args.source if args.source is not None else args.annotations.stem
     # Reach Redis (or prove the output writable) before reading a large annotations file, not after.
@@ -105,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
         from spr.shared.operator_checks import check_writable_file
 
         check_writable_file(args.out, "--out")
-    sink = _FileSink(args.out) if args.out is not None else _QueueSink(args.redis_url or settings.redis_url)
+    sink = (
+        _FileSink(args.out)
+        if args.out is not None
+        else _QueueSink(args.redis_url or settings.require_redis_url("spr regions"))
+    )
     images = _load(args.format, args.annotations, args.images_root, data_root)
 
     read = skipped = written = duplicates = 0

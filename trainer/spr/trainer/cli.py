@@ -106,9 +106,9 @@ def _train(args: argparse.Namespace) -> int:
         print(short_help())
         return 0
 
-    from spr.trainer.config import load_trainer_settings, parse_train_args
+    from spr.trainer.config import TrainerSettings, parse_train_args
 
-    settings = load_trainer_settings()  # a bad SPR_* value is one line, before the heavy imports
+    settings = TrainerSettings.from_env()  # a bad SPR_* value is one line, before the heavy imports
     from spr.trainer.train import run_training
     from tqdm.contrib.logging import logging_redirect_tqdm
 

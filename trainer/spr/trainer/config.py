@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 from spr.shared.errors import SprError
-from spr.shared.operator_checks import check_model_folder, check_redis_url, redis_url_problem
+from spr.shared.operator_checks import check_model_folder, check_redis_url
+from spr.shared.settings import QueueLivenessSettings
 
 if TYPE_CHECKING:
     from trl.trainer.dpo_config import DPOConfig
@@ -63,18 +63,17 @@ class TrainConfigError(SprError):
     """An invalid or inconsistent `spr train` setting."""
 
 
-class TrainerSettings(BaseSettings):
+class TrainerSettings(QueueLivenessSettings):
     """Environment of the trainer entry point (prefix ``SPR_``).
 
     ``trainer_model`` and ``trainer_output_dir`` are parser defaults (a YAML key or a flag wins), so a
     deployment can fix them once (docker-compose.yml does) and any ``--config`` keeps them; the others
-    fill config fields left unset.
+    (``redis_url``, ``data_root``, the queue's reconnect and stale-consumer times) fill config fields
+    left unset.
     """
 
-    model_config = SettingsConfigDict(env_prefix="SPR_", extra="ignore", env_ignore_empty=True)
+    service: ClassVar[str] = "trainer"
 
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis holding spr:pairs.")
-    data_root: Path | None = Field(default=None, description="Folder pair image paths are relative to.")
     trainer_model: Path | None = Field(
         default=None,
         description="Local policy model folder (the --model default; a YAML `model:` or --model wins).",
@@ -83,24 +82,6 @@ class TrainerSettings(BaseSettings):
         default=None,
         description="Where spool, checkpoints and adapter go (the --output-dir default; YAML or flag wins).",
     )
-    queue_reconnect_timeout_s: float = Field(
-        default=300.0,
-        ge=0.0,
-        description="Seconds the pull retries a lost Redis (exponential back-off) before giving up.",
-    )
-    queue_stale_consumer_s: float = Field(
-        default=3600.0,
-        gt=0.0,
-        description="Consumers idle this many seconds with nothing pending are removed from their group.",
-    )
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        problem = redis_url_problem(value)
-        if problem is not None:
-            raise ValueError(f"{value!r} is not a Redis URL: it {problem}")
-        return value
 
     def parser_defaults(self) -> dict[str, Any]:
         """The parser defaults these settings give (only the ones set)."""
@@ -302,21 +283,6 @@ def output_dir_of(args: DPOConfig) -> Path:
             "the YAML"
         )
     return Path(args.output_dir)
-
-
-def load_trainer_settings() -> TrainerSettings:
-    """TrainerSettings from the environment; an invalid value is a TrainConfigError naming the variable."""
-    from pydantic import ValidationError
-
-    try:
-        return TrainerSettings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"SPR_{'_'.join(str(part) for part in error['loc']).upper()}: "
-            + str(error["msg"]).removeprefix("Value error, ")
-            for error in exc.errors(include_url=False, include_input=False)
-        )
-        raise TrainConfigError(f"invalid trainer setting: {problems}") from None
 
 
 def build_parser(prog: str = "spr train", settings: TrainerSettings | None = None) -> Any:

@@ -7,31 +7,28 @@ environment. An invalid or missing setting fails at start-up with a message nami
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from spr.shared.errors import SprError
-from spr.shared.operator_checks import check_model_folder, redis_url_problem
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+from spr.shared.operator_checks import check_model_folder
 from spr.shared.schemas import GroundingFormat
+from spr.shared.settings import ENV_PREFIX, QueueSettings, SettingsError
 
 EngineName = Literal["transformers", "vllm", "vllm_offline"]
-ENV_PREFIX = "SPR_"
+
+__all__ = ["ENV_PREFIX", "EngineName", "GeneratorSettings", "SettingsError", "load_settings"]
 
 
-class SettingsError(SprError):
-    """One or more generator settings are missing or invalid."""
-
-
-class GeneratorSettings(BaseSettings):
+class GeneratorSettings(QueueSettings):
     """Everything ``spr generator run`` needs. Field ``x`` is read from ``SPR_X``."""
 
-    # env_ignore_empty: `SPR_X=` (as in .env.example, or compose's `${SPR_X:-}`) means unset.
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(frozen=True)
+    service: ClassVar[str] = "generator"
+    # A task (every prompt x k samples) can take minutes: a silent generator's tasks wait that long.
+    default_visibility_timeout_s: ClassVar[float] = 600.0
 
-    redis_url: str = Field(default="redis://localhost:6379/0", description="Redis holding the streams.")
+    # The generator needs a data root: the working folder unless set.
     data_root: Path = Field(default=Path("."), description="Folder that RegionTask.image.path is under.")
 
     generator_engine: EngineName = Field(
@@ -121,30 +118,6 @@ class GeneratorSettings(BaseSettings):
         default=None, ge=1, le=65535, description="Serve Prometheus metrics on this port (default: off)."
     )
 
-    queue_visibility_timeout_s: float = Field(default=600.0, ge=0)
-    queue_max_deliveries: int = Field(default=3, ge=1)
-    queue_backlog_limit: int = Field(default=1000, ge=0)
-    queue_block_ms: int = Field(default=1000, ge=0)
-    queue_reconnect_timeout_s: float = Field(
-        default=300.0,
-        ge=0.0,
-        description="Seconds a worker retries a lost Redis (exponential back-off) before exiting.",
-    )
-    queue_stale_consumer_s: float = Field(
-        default=3600.0,
-        gt=0.0,
-        description="Consumers idle this many seconds with nothing pending are removed from their group.",
-    )
-    queue_alarm_window: int = Field(
-        default=20, ge=1, description="The dead-letter alarm looks at the worker's last N entries."
-    )
-    queue_alarm_fraction: float = Field(
-        default=0.5,
-        ge=0.0,
-        lt=1.0,
-        description="Log an ERROR (once per window) when more than this fraction was dead-lettered.",
-    )
-
     @model_validator(mode="after")
     def _engine_needs(self) -> GeneratorSettings:
         if self.generator_engine in ("transformers", "vllm_offline") and self.generator_model is None:
@@ -158,9 +131,6 @@ class GeneratorSettings(BaseSettings):
             )
         if self.generator_model is not None:
             check_model_folder(self.generator_model, "SPR_GENERATOR_MODEL", "policy")
-        problem = redis_url_problem(self.redis_url)
-        if problem is not None:
-            raise ValueError(f"SPR_REDIS_URL {self.redis_url!r} is not a Redis URL: it {problem}")
         if self.generator_prompts_file is not None and not self.generator_prompts_file.is_file():
             raise ValueError(f"SPR_GENERATOR_PROMPTS_FILE={self.generator_prompts_file} does not exist")
         if not self.data_root.is_dir():
@@ -170,18 +140,4 @@ class GeneratorSettings(BaseSettings):
 
 def load_settings(**overrides: object) -> GeneratorSettings:
     """Read the settings from the environment (``overrides`` win); raise SettingsError naming each problem."""
-    try:
-        return GeneratorSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        raise SettingsError(describe_settings_error(exc)) from None
-
-
-def describe_settings_error(exc: ValidationError) -> str:
-    """One line per invalid setting, named by its environment variable."""
-    lines = []
-    for error in exc.errors(include_url=False, include_input=False):
-        loc = [str(part) for part in error["loc"]]
-        name = f"{ENV_PREFIX}{loc[0].upper()}" if loc else "settings"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(message if message.startswith(ENV_PREFIX) else f"{name}: {message}")
-    return "invalid generator settings: " + "; ".join(lines)
+    return GeneratorSettings.from_env(**overrides)

@@ -52,22 +52,9 @@ def run_queue(
         STREAM_TASKS,
         PermanentError,
         Queue,
-        QueueConfig,
     )
 
-    queue = Queue.from_url(
-        settings.redis_url,
-        QueueConfig(
-            visibility_timeout_s=settings.queue_visibility_timeout_s,
-            max_deliveries=settings.queue_max_deliveries,
-            backlog_limit=settings.queue_backlog_limit,
-            block_ms=settings.queue_block_ms,
-            reconnect_timeout_s=settings.queue_reconnect_timeout_s,
-            stale_consumer_s=settings.queue_stale_consumer_s,
-            alarm_window=settings.queue_alarm_window,
-            alarm_fraction=settings.queue_alarm_fraction,
-        ),
-    )
+    queue = Queue.from_url(settings.require_redis_url("generator worker"), settings.queue_config())
     generator = build_generator(settings) if generator is None else generator
     if settings.generator_metrics_port is not None:
         serve_metrics(settings.generator_metrics_port)
@@ -79,7 +66,9 @@ def run_queue(
         from spr.generator.policy_follow import PolicyFollower
         from spr.shared.policy import PolicyBoard
 
-        follower = PolicyFollower(PolicyBoard.from_url(settings.redis_url), generator)
+        follower = PolicyFollower(
+            PolicyBoard.from_url(settings.require_redis_url("generator worker")), generator
+        )
     switching = threading.Lock()
 
     def handle(delivery: Delivery) -> None:

@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, ScoringLimits
-from spr.shared.errors import SprError
-from spr.shared.operator_checks import CLIP_TYPES, model_type_of, redis_url_problem
-from spr.shared.queue import QueueConfig
+from spr.shared.operator_checks import CLIP_TYPES, model_type_of
 from spr.shared.schemas import LocalizationMode
 from spr.shared.scoring_api import ScoreOptions
+from spr.shared.settings import ENV_PREFIX, QueueSettings, SettingsError
 
-ENV_PREFIX = "SPR_"
 NO_MODEL = "none"
 
-
-class SettingsError(SprError):
-    """A setting is missing or invalid; the message names the environment variable and the fix."""
+__all__ = ["ENV_PREFIX", "NO_MODEL", "ScorerSettings", "SettingsError"]
 
 
 def _is_none(value: str) -> bool:
@@ -42,14 +39,18 @@ def _model_folder(value: str) -> str:
     return str(folder.resolve())
 
 
-class ScorerSettings(BaseSettings):
+class ScorerSettings(QueueSettings):
     """Configuration of ``spr scorer serve`` and ``spr scorer worker`` (environment prefix ``SPR_``)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(frozen=True)
+    service: ClassVar[str] = "scorer"
+    missing_hints: ClassVar[Mapping[str, str]] = {
+        "SPR_SCORER_SEMANTIC_MODEL": f" (a local CLIP model folder, or '{NO_MODEL}' for localization-only "
+        "scoring)"
+    }
 
-    data_root: Path | None = Field(
-        default=None, description="Folder that image paths are relative to (requests and queue tasks)."
-    )
+    # Unset: the HTTP service runs without Redis; the worker requires it.
+    redis_url: str | None = Field(default=None, description="Redis URL; required by the worker.")
     scorer_semantic_model: str = Field(
         description="Local CLIP folder (CLIPModel + processor) for S_sem, or 'none' for localization only."
     )
@@ -165,7 +166,6 @@ class ScorerSettings(BaseSettings):
         min_length=1,
         description="Consumer name of this worker in the 'scorers' group.",
     )
-    redis_url: str | None = Field(default=None, description="Redis URL; required by the worker.")
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Scorer models' device; auto = CUDA when present."
     )
@@ -174,37 +174,6 @@ class ScorerSettings(BaseSettings):
         gt=0,
         description="CPU threads per model forward (torch.set_num_threads); unset = torch's default. "
         "1 avoids thread over-subscription on small shared CPUs, where the HTTP side needs cores too.",
-    )
-    queue_visibility_timeout_s: float = Field(
-        default=60.0, ge=0.0, description="Seconds before a dead consumer's entries are reclaimed."
-    )
-    queue_max_deliveries: int = Field(
-        default=3, ge=1, description="Deliveries before an entry goes to spr:dead."
-    )
-    queue_backlog_limit: int = Field(
-        default=1000, ge=0, description="Producers wait while the downstream backlog is above this."
-    )
-    queue_block_ms: int = Field(
-        default=1000, ge=0, description="How long a consumer blocks waiting for entries (ms)."
-    )
-    queue_reconnect_timeout_s: float = Field(
-        default=300.0,
-        ge=0.0,
-        description="Seconds a worker retries a lost Redis (exponential back-off) before exiting.",
-    )
-    queue_stale_consumer_s: float = Field(
-        default=3600.0,
-        gt=0.0,
-        description="Consumers idle this many seconds with nothing pending are removed from their group.",
-    )
-    queue_alarm_window: int = Field(
-        default=20, ge=1, description="The dead-letter alarm looks at the worker's last N entries."
-    )
-    queue_alarm_fraction: float = Field(
-        default=0.5,
-        ge=0.0,
-        lt=1.0,
-        description="Log an ERROR (once per window) when more than this fraction was dead-lettered.",
     )
 
     @field_validator("data_root")
@@ -239,14 +208,6 @@ class ScorerSettings(BaseSettings):
             return None
         return _model_folder(value)
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        problem = None if value is None else redis_url_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
     @model_validator(mode="after")
     def _budget_holds_one_image(self) -> ScorerSettings:
         if self.scorer_max_pixels_in_flight < self.scorer_max_image_pixels:
@@ -256,15 +217,6 @@ class ScorerSettings(BaseSettings):
                 "could never be decoded; raise the budget or lower the image limit"
             )
         return self
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> ScorerSettings:
-        """Settings from the ``SPR_*`` environment, ``overrides`` (the command's flags) winning; raises
-        SettingsError naming each bad variable."""
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            raise SettingsError(describe_settings_error(exc)) from None
 
     @property
     def semantic_model_path(self) -> Path | None:
@@ -316,32 +268,3 @@ class ScorerSettings(BaseSettings):
                 "min_margin": self.scorer_min_margin,
             }
         )
-
-    def queue_config(self) -> QueueConfig:
-        return QueueConfig(
-            visibility_timeout_s=self.queue_visibility_timeout_s,
-            max_deliveries=self.queue_max_deliveries,
-            backlog_limit=self.queue_backlog_limit,
-            block_ms=self.queue_block_ms,
-            reconnect_timeout_s=self.queue_reconnect_timeout_s,
-            stale_consumer_s=self.queue_stale_consumer_s,
-            alarm_window=self.queue_alarm_window,
-            alarm_fraction=self.queue_alarm_fraction,
-        )
-
-
-def describe_settings_error(exc: ValidationError) -> str:
-    """One line per invalid setting, named by its environment variable (never echoing secrets)."""
-    lines = []
-    for error in exc.errors(include_input=False, include_url=False):
-        if not error["loc"]:  # a check across settings: its message names them
-            lines.append(error["msg"].removeprefix("Value error, "))
-            continue
-        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "is required but not set"
-            if name == "SPR_SCORER_SEMANTIC_MODEL":
-                message += f" (a local CLIP model folder, or '{NO_MODEL}' for localization-only scoring)"
-        lines.append(f"{name}: {message}")
-    return "invalid scorer settings: " + "; ".join(lines)

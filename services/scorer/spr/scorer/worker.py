@@ -164,11 +164,7 @@ def run_scorer_worker(
     """
     check_offline_scoring(settings, scorer, "scorer worker")
     if queue is None:
-        if settings.redis_url is None:
-            raise SettingsError(
-                "SPR_REDIS_URL: is required by the scorer worker (e.g. redis://127.0.0.1:6379/0)"
-            )
-        queue = Queue.from_url(settings.redis_url, settings.queue_config())
+        queue = Queue.from_url(settings.require_redis_url("scorer worker"), settings.queue_config())
     handler = GroupHandler(scorer, queue, metrics or ScorerMetrics())
     progress = Progress(
         "scorer",
