@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 from spr.demo.pipeline import DemoConfig, DemoRun
-from spr.scorer.worker import LEDGER
+from spr.shared.queue import LEDGER_SCORER as LEDGER
 from spr.shared.queue import STREAM_CANDIDATES, STREAM_PAIRS, STREAM_TASKS, Queue, QueueUnavailable
 from spr.shared.queue.entries import fields_from_b64
 from spr.shared.redis_server import LocalRedis

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from spr.shared.processes import free_port
+from spr.shared.queue import GROUP_TRAINERS as TRAINER_GROUP
 from spr.shared.queue import STREAM_PAIRS, Queue
-from spr.trainer.config import TRAINER_GROUP
 from trainer_fixtures import TINY_CONFIG, TRAINER_CONFIGS, MakePair
 
 ACCELERATE_CONFIGS = TRAINER_CONFIGS / "accelerate"
