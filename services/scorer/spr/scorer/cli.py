@@ -27,6 +27,13 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes, one model each, sharing the port (default 1; CPU hosts: up to one per core)",
+    )
     serve.set_defaults(handler=serve_command)
     from spr.cli.flags import attach_settings
     from spr.scorer.settings import ScorerSettings
@@ -67,9 +74,18 @@ def serve_command(args: argparse.Namespace) -> int:
     from spr.scorer.loading import load_scorer
     from spr.scorer.serve_config import uvicorn_config
     from spr.scorer.settings import ScorerSettings
+    from spr.shared.errors import SprError
 
+    if args.workers < 1:
+        raise SprError(f"--workers must be at least 1 (got {args.workers})")
     settings = ScorerSettings.from_env(**settings_overrides(args, ScorerSettings))
     settings.http_api_key()  # auth misconfigured: refuse before loading any model
+    if args.workers > 1:
+        from spr.scorer.prefork import serve_workers
+
+        return serve_workers(
+            settings, workers=args.workers, host=args.host, port=args.port, log_level=args.log_level
+        )
     # Loading here, not in the lifespan, turns a bad model folder into a one-line error before serving.
     app = create_app(settings, scorer=load_scorer(settings))
     config = uvicorn_config(settings, app, host=args.host, port=args.port, log_level=args.log_level)
