@@ -489,11 +489,11 @@ def main() -> int:
             "SPR_SCORER_TORCH_THREADS": str(args.torch_threads),
             **({} if args.cpu_threads is None else {"SPR_SCORER_CPU_THREADS": str(args.cpu_threads)}),
         }
-        pinning = (
-            f"server (and the raw model run) on CPU {sorted(cores.server)}, wrk on CPU {sorted(cores.client)}"
-            if cores.server is not None and cores.client is not None and args.client == "wrk"
-            else f"{os.cpu_count()} CPUs shared by server, clients and anything else running"
-        )
+        if cores.server is None or cores.client is None:
+            pinning = f"{os.cpu_count()} CPU(s) shared by server, clients and anything else running"
+        else:
+            where = f"wrk on CPU {sorted(cores.client)}" if args.client == "wrk" else "clients unpinned"
+            pinning = f"server (and the raw baselines) on CPU {sorted(cores.server)}, {where}"
         print(
             f"client {args.client}: {args.clients} connections, {CANDIDATES} candidates per request, "
             f"{args.duration:.0f} s per scenario; {pinning}; load average {load_average()}"
