@@ -95,7 +95,7 @@ def test_redelivered_group_does_not_duplicate_its_pair(make_settings: Settings, 
     queue.publish(STREAM_CANDIDATES, "g-again-retry", group)
     stats = run_scorer_worker(
         settings,
-        scorer=Scorer(images=load_scorer(settings).images, worker_options=settings.worker_options()),
+        scorer=Scorer(images=load_scorer(settings).images),
         queue=queue,
         max_items=2,
     )
@@ -111,7 +111,7 @@ def test_worker_scores_with_the_semantic_model(
     queue = Queue.from_url(redis_url, QueueConfig(block_ms=50))
     queue.publish(STREAM_CANDIDATES, "g-sem", candidate_group("sem", GOOD))
     base = load_scorer(settings)
-    scorer = Scorer(semantic=clip, images=base.images, worker_options=settings.worker_options())
+    scorer = Scorer(semantic=clip, images=base.images)
     stop = threading.Event()
     worker = threading.Thread(
         target=run_scorer_worker, args=(settings,), kwargs={"scorer": scorer, "queue": queue, "stop": stop}

@@ -80,6 +80,7 @@ def score_file(
     for a configuration that would fail every group (no SPR_DATA_ROOT; lambda > 0 without CLIP).
     """
     check_offline_scoring(settings, scorer, "scorer's file mode")
+    options = settings.worker_options()
     if out_path.is_dir():
         raise FileModeError(
             f"--out {out_path} is a folder: pass a file name, e.g. {out_path / 'pairs.jsonl'}"
@@ -109,7 +110,7 @@ def score_file(
         for group in todo:
             record = {"group_id": group.group_id, "task_id": group.task.task_id}
             try:
-                result = score_group(scorer, group)
+                result = score_group(scorer, group, options)
             except PermanentError as exc:
                 stats.failed += 1
                 logger.warning("group %s cannot be scored: %s", group.group_id, exc)

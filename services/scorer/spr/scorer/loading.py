@@ -48,7 +48,6 @@ def load_scorer(settings: ScorerSettings) -> Scorer:
         semantic=semantic,
         detector=detector,
         images=image_store(settings),
-        worker_options=settings.worker_options(),
         limits=settings.scoring_limits(),
         decode_max_side=settings.scorer_decode_max_side,
     )

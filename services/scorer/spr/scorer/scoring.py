@@ -125,7 +125,12 @@ def settings_hash(options: ScoreOptions, model_ids: dict[str, str | None]) -> st
 
 
 class Scorer:
-    """Scores candidate descriptions of a region; holds the (optional) models, never the request."""
+    """Scores candidate descriptions of a region; holds the (optional) models, never the request.
+
+    ``images`` is the image store for inputs given as paths under the data root (in-process scoring
+    such as the reward backend, and the queue worker); the options to score with always come with
+    the input, so queue-only state (the worker's options, the queue's errors) lives in ``worker.py``.
+    """
 
     def __init__(
         self,
@@ -133,14 +138,12 @@ class Scorer:
         semantic: SemanticScorer | None = None,
         detector: PhraseDetector | None = None,
         images: ImageStore | None = None,
-        worker_options: ScoreOptions | None = None,
         limits: ScoringLimits | None = None,
         decode_max_side: int = DEFAULT_DECODE_MAX_SIDE,
     ) -> None:
         self.semantic = semantic
         self.detector = detector
         self.images = images
-        self.worker_options = worker_options or ScoreOptions()
         # None: no bounds (library use); the services pass the settings' limits.
         self.limits = limits
         self.decode_max_side = decode_max_side

@@ -1,6 +1,7 @@
 """The queue worker: candidate groups in (``spr:candidates``), preference pairs out (``spr:pairs``).
 
-Each group is scored with the same scoring object as HTTP, using the worker options from the settings.
+Each group is scored with the same scoring object as HTTP, using the worker options from the settings
+(``ScorerSettings.worker_options()``, passed to :func:`score_group`; the scoring object holds none).
 The pair is published with item id = pair_id (deterministic from the task id), so a redelivered group
 cannot duplicate a pair; a group without a pair is only counted and logged. ``run_worker`` acks after
 the handler returns, i.e. after the pair is written. A group that can never be scored (invalid payload,
@@ -35,7 +36,7 @@ from spr.shared.queue import (
     run_worker,
 )
 from spr.shared.schemas import CandidateGroup, PreferencePair
-from spr.shared.scoring_api import ScoreResponse
+from spr.shared.scoring_api import ScoreOptions, ScoreResponse
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ class GroupResult:
     scores: ScoreResponse
 
 
-def score_group(scorer: Scorer, group: CandidateGroup) -> GroupResult:
-    """Score a queued candidate group with the worker options; the pair is ready to publish.
+def score_group(scorer: Scorer, group: CandidateGroup, options: ScoreOptions) -> GroupResult:
+    """Score a queued candidate group with ``options`` (the worker's, from the settings).
+
+    The pair is ready to publish; its provenance hashes ``options`` with the scorer's model ids.
 
     Raises PermanentError for a group that can never be scored (image missing or not matching the
     task's recorded size, a region outside the image, lambda > 0 without a semantic model).
@@ -58,7 +61,6 @@ def score_group(scorer: Scorer, group: CandidateGroup) -> GroupResult:
     if scorer.images is None:
         raise PermanentError("the scorer has no image store (SPR_DATA_ROOT) to open task images")
     task = group.task
-    options = scorer.worker_options
     try:
         if scorer.limits is not None:
             scorer.limits.check_counts(len(group.candidates), len(task.objects), field_prefix="")
@@ -101,8 +103,9 @@ def entry_age_s(entry_id: str, now: float | None = None) -> float:
 class GroupHandler:
     """Scores one delivered candidate group and publishes its pair (the ``run_worker`` handler)."""
 
-    def __init__(self, scorer: Scorer, queue: Queue, metrics: ScorerMetrics) -> None:
+    def __init__(self, scorer: Scorer, queue: Queue, metrics: ScorerMetrics, options: ScoreOptions) -> None:
         self.scorer = scorer
+        self.options = options
         self.queue = queue
         self.metrics = metrics
 
@@ -110,7 +113,7 @@ class GroupHandler:
         self.metrics.queue_lag.observe(entry_age_s(delivery.entry_id))
         try:
             group = delivery.parse(CandidateGroup)
-            result = score_group(self.scorer, group)
+            result = score_group(self.scorer, group, self.options)
         except (ValidationError, PermanentError) as exc:
             self.metrics.dead_lettered.inc()
             if isinstance(exc.__cause__, LimitError):  # over SPR_SCORER_MAX_*: dead-lettered with it
@@ -138,9 +141,9 @@ def check_offline_scoring(settings: ScorerSettings, scorer: Scorer, command: str
         raise SettingsError(
             f"SPR_DATA_ROOT: is required by the {command} (task image paths are relative to it)"
         )
-    if scorer.worker_options.lambda_ > 0.0 and scorer.semantic is None:
+    if settings.scorer_lambda > 0.0 and scorer.semantic is None:
         raise SettingsError(
-            f"SPR_SCORER_LAMBDA={scorer.worker_options.lambda_} needs a semantic model: set "
+            f"SPR_SCORER_LAMBDA={settings.scorer_lambda} needs a semantic model: set "
             "SPR_SCORER_SEMANTIC_MODEL to a local CLIP folder, or SPR_SCORER_LAMBDA=0 for localization only"
         )
 
@@ -165,7 +168,7 @@ def run_scorer_worker(
     check_offline_scoring(settings, scorer, "scorer worker")
     if queue is None:
         queue = Queue.from_url(settings.require_redis_url("scorer worker"), settings.queue_config())
-    handler = GroupHandler(scorer, queue, metrics or ScorerMetrics())
+    handler = GroupHandler(scorer, queue, metrics or ScorerMetrics(), settings.worker_options())
     progress = Progress(
         "scorer",
         unit="group",
