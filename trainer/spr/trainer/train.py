@@ -100,8 +100,13 @@ def make_puller(
         cfg.redis_url,
         QueueConfig(
             visibility_timeout_s=cfg.visibility_timeout_s,
-            reconnect_timeout_s=300.0 if cfg.reconnect_timeout_s is None else cfg.reconnect_timeout_s,
-            stale_consumer_s=3600.0 if cfg.stale_consumer_s is None else cfg.stale_consumer_s,
+            # Unset: the queue's own defaults (the same ones the settings document).
+            reconnect_timeout_s=QueueConfig.reconnect_timeout_s
+            if cfg.reconnect_timeout_s is None
+            else cfg.reconnect_timeout_s,
+            stale_consumer_s=QueueConfig.stale_consumer_s
+            if cfg.stale_consumer_s is None
+            else cfg.stale_consumer_s,
         ),
     )
     queue.ping()
