@@ -8,10 +8,12 @@ its Redis client). Then the same groups, as POST /score bodies, go through ``spr
 same core with ``bench/scorer_load.py``'s load generator (wrk pinned to the other core when present),
 and the ratios queue / HTTP are printed (wall clock, and per CPU-second).
 
-    .venv/bin/python bench/scorer_queue.py [--groups 400] [--scenarios loc clip]
+    .venv/bin/python bench/scorer_queue.py [--groups 400] [--scenarios loc clip] [--batch-groups 8]
 
-The worker scores one group at a time (one model forward pair per group); the HTTP service batches
-concurrent requests into shared forwards. Numbers are noisy on a shared machine: read the ratios.
+The worker runs twice per scenario on the same groups: one group per model call
+(``SPR_SCORER_WORKER_BATCH_GROUPS=1``, the behaviour before batching) and ``--batch-groups`` groups per
+model call; the HTTP service batches concurrent requests into shared forwards. Numbers are noisy on a
+shared machine: read the ratios, all measured in one run.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ def main() -> int:
     parser.add_argument("--scenarios", nargs="+", choices=["loc", "clip"], default=["loc", "clip"])
     parser.add_argument("--duration", type=float, default=10.0, help="HTTP: measured seconds")
     parser.add_argument("--clients", type=int, default=32, help="HTTP: concurrent connections")
+    parser.add_argument(
+        "--batch-groups", type=int, default=8, help="worker: groups per model call (also run with 1)"
+    )
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         parser.error("redis-server is not installed (apt-get install redis-server)")
@@ -132,21 +137,25 @@ def main() -> int:
             variants = make_bodies(images, rng, lam)
             bodies = [variants[i % len(variants)] for i in range(args.groups)]
             groups = [group_of(body, f"t-{scenario}-{i}") for i, body in enumerate(bodies)]
-            with LocalRedis(Path(tmp) / f"redis-{scenario}") as redis:
-                settings = ScorerSettings(
-                    redis_url=redis.url,
-                    data_root=root,
-                    scorer_semantic_model=model,
-                    scorer_lambda=lam,
-                    scorer_auth="none",
-                    scorer_torch_threads=1,
+            queue: dict[int, dict[str, float]] = {}
+            for batch in dict.fromkeys([1, args.batch_groups]):
+                with LocalRedis(Path(tmp) / f"redis-{scenario}-{batch}") as redis:
+                    settings = ScorerSettings(
+                        redis_url=redis.url,
+                        data_root=root,
+                        scorer_semantic_model=model,
+                        scorer_lambda=lam,
+                        scorer_auth="none",
+                        scorer_torch_threads=1,
+                        scorer_worker_batch_groups=batch,
+                    )
+                    queue[batch] = run_worker(settings, groups, cores)
+                done = queue[batch]
+                print(
+                    f"{scenario:5s} queue, {batch:3d} groups/call  {done['groups_per_s']:7.1f} groups/s  "
+                    f"{done['candidates_per_s']:7.0f} candidates/s  CPU per group {done['cpu_ms']:.2f} ms "
+                    "(worker + Redis client)"
                 )
-                queue = run_worker(settings, groups, cores)
-            print(
-                f"{scenario:5s} queue  {queue['groups_per_s']:7.1f} groups/s  "
-                f"{queue['candidates_per_s']:7.0f} candidates/s  CPU per group {queue['cpu_ms']:.2f} ms "
-                "(worker + Redis client)"
-            )
             env = {
                 "SPR_DATA_ROOT": str(root),
                 "SPR_DEVICE": "cpu",
@@ -154,11 +163,12 @@ def main() -> int:
                 "SPR_SCORER_SEMANTIC_MODEL": model,
             }
             http: dict[str, Any] = run_scenario(f"{scenario}-http", env, variants, args, cores, Path(tmp))
-            wall_ratio = queue["candidates_per_s"] / http["candidates_per_s"]
-            print(
-                f"{scenario:5s} queue / HTTP: candidates/s {wall_ratio:.2f}, "
-                f"per CPU-second {http['server_cpu_ms'] / queue['cpu_ms']:.2f}"
-            )
+            for batch, measured in queue.items():
+                wall_ratio = measured["candidates_per_s"] / http["candidates_per_s"]
+                print(
+                    f"{scenario:5s} queue ({batch} groups/call) / HTTP: candidates/s {wall_ratio:.2f}, "
+                    f"per CPU-second {http['server_cpu_ms'] / measured['cpu_ms']:.2f}"
+                )
     return 0
 
 

@@ -161,6 +161,13 @@ class ScorerSettings(QueueSettings):
     scorer_min_margin: float = Field(
         default=0.05, ge=0.0, le=2.0, description="Worker: emit a pair only when chosen - rejected >= this."
     )
+    scorer_worker_batch_groups: int = Field(
+        default=8,
+        gt=0,
+        le=256,
+        description="Worker: candidate groups read at once and scored with one call per model; "
+        "1 = one at a time. Each group is still acked alone after its pair is written.",
+    )
     scorer_consumer: str = Field(
         default_factory=lambda: f"scorer-{socket.gethostname()}-{os.getpid()}",
         min_length=1,

@@ -3,7 +3,9 @@
 Each group is scored with the same scoring object as HTTP, using the worker options from the settings
 (``ScorerSettings.worker_options()``, passed to :func:`score_group`; the scoring object holds none).
 The pair is published with item id = pair_id (deterministic from the task id), so a redelivered group
-cannot duplicate a pair; a group without a pair is only counted and logged. ``run_worker`` acks after
+cannot duplicate a pair; a group without a pair is only counted and logged. Up to
+``SPR_SCORER_WORKER_BATCH_GROUPS`` groups are read at once and scored with one call per model
+(:mod:`spr.scorer.batch_scoring`); each is still published, then acked, on its own. ``run_worker`` acks after
 the handler returns, i.e. after the pair is written. A group that can never be scored (invalid payload,
 missing image, ...) goes to ``spr:dead`` at once; other failures are retried, then dead-lettered.
 """
@@ -13,12 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+from spr.scorer.batch_scoring import score_plans
 from spr.scorer.errors import InputError
 from spr.scorer.limits import LimitError
-from spr.scorer.scoring import Scorer, ScoringInput
+from spr.scorer.scoring import Scorer, ScoringInput, ScoringPlan
 from spr.scorer.settings import ScorerSettings, SettingsError
 from spr.scorer.telemetry import ScorerMetrics
 from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
@@ -50,13 +54,11 @@ class GroupResult:
     scores: ScoreResponse
 
 
-def score_group(scorer: Scorer, group: CandidateGroup, options: ScoreOptions) -> GroupResult:
-    """Score a queued candidate group with ``options`` (the worker's, from the settings).
-
-    The pair is ready to publish; its provenance hashes ``options`` with the scorer's model ids.
+def group_input(scorer: Scorer, group: CandidateGroup, options: ScoreOptions) -> ScoringInput:
+    """The scoring input of a queued group (its image opened lazily from the data root).
 
     Raises PermanentError for a group that can never be scored (image missing or not matching the
-    task's recorded size, a region outside the image, lambda > 0 without a semantic model).
+    task's recorded size, over a count limit).
     """
     if scorer.images is None:
         raise PermanentError("the scorer has no image store (SPR_DATA_ROOT) to open task images")
@@ -64,31 +66,77 @@ def score_group(scorer: Scorer, group: CandidateGroup, options: ScoreOptions) ->
     try:
         if scorer.limits is not None:
             scorer.limits.check_counts(len(group.candidates), len(task.objects), field_prefix="")
-        image = scorer.images.open_path(task.image.path, field="task.image.path")
+        image, key = scorer.images.open_path_keyed(task.image.path, field="task.image.path")
         if image.size != (task.image.width, task.image.height):
             raise InputError(
                 f"image is {image.size[0]}x{image.size[1]} pixels but the task records "
                 f"{task.image.width}x{task.image.height}: boxes would be in the wrong space",
                 field="task.image",
             )
-        response = scorer.score(
-            ScoringInput(
-                image=image,
-                region=task.region,
-                objects=task.objects,
-                candidates=[(c.id, c.text) for c in group.candidates],
-                format=group.format,
-                options=options,
-                resized_size=group.resized_size,
-            ),
-            field_prefix="",
-        )
     except InputError as exc:
-        raise PermanentError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from exc
+        raise _permanent(exc) from exc
+    return ScoringInput(
+        image=image,
+        region=task.region,
+        objects=task.objects,
+        candidates=[(c.id, c.text) for c in group.candidates],
+        format=group.format,
+        options=options,
+        resized_size=group.resized_size,
+        image_key=key,
+    )
+
+
+def _permanent(exc: InputError) -> PermanentError:
+    return PermanentError(f"{exc.field}: {exc.message}" if exc.field else exc.message)
+
+
+def group_result(
+    scorer: Scorer, group: CandidateGroup, response: ScoreResponse, options: ScoreOptions
+) -> GroupResult:
+    """The pair to publish (its provenance hashes ``options`` with the scorer's model ids), or why none."""
     if response.pair is None:
         return GroupResult(None, response.pair_skipped_reason, response)
     pair = response.pair.to_preference_pair(group, response.candidates, scorer.settings_hash(options))
     return GroupResult(pair, None, response)
+
+
+def score_group(scorer: Scorer, group: CandidateGroup, options: ScoreOptions) -> GroupResult:
+    """Score a queued candidate group with ``options`` (the worker's, from the settings).
+
+    Raises PermanentError for a group that can never be scored (image missing or not matching the
+    task's recorded size, a region outside the image, lambda > 0 without a semantic model).
+    """
+    inputs = group_input(scorer, group, options)
+    try:
+        response = scorer.score(inputs, field_prefix="")
+    except InputError as exc:
+        raise _permanent(exc) from exc
+    return group_result(scorer, group, response, options)
+
+
+def score_groups(
+    scorer: Scorer, groups: Sequence[CandidateGroup], options: ScoreOptions
+) -> dict[int, GroupResult]:
+    """Score several groups with one call per model; the results of those that could be scored, by index.
+
+    A group missing from the result (unusable input) is left to :func:`score_group`, which raises its
+    error alone. A model failure raises for the whole batch.
+    """
+    planned: list[tuple[ScoringInput, ScoringPlan]] = []
+    indexes: list[int] = []
+    for index, group in enumerate(groups):
+        try:
+            inputs = group_input(scorer, group, options)
+            planned.append((inputs, scorer.plan(inputs)))
+        except (PermanentError, InputError):
+            continue
+        indexes.append(index)
+    results: dict[int, GroupResult] = {}
+    for index, response in zip(indexes, score_plans(scorer, planned), strict=True):
+        if isinstance(response, ScoreResponse):
+            results[index] = group_result(scorer, groups[index], response, options)
+    return results
 
 
 def entry_age_s(entry_id: str, now: float | None = None) -> float:
@@ -101,19 +149,49 @@ def entry_age_s(entry_id: str, now: float | None = None) -> float:
 
 
 class GroupHandler:
-    """Scores one delivered candidate group and publishes its pair (the ``run_worker`` handler)."""
+    """Scores delivered candidate groups and publishes their pairs (the ``run_worker`` handler).
+
+    :meth:`prepare` scores a read batch with one call per model; :meth:`__call__` then publishes each
+    group's pair (scoring alone a group the batch could not score, which raises its own error there).
+    """
 
     def __init__(self, scorer: Scorer, queue: Queue, metrics: ScorerMetrics, options: ScoreOptions) -> None:
         self.scorer = scorer
         self.options = options
         self.queue = queue
         self.metrics = metrics
+        self._prepared: dict[str, tuple[CandidateGroup, GroupResult]] = {}
+
+    def prepare(self, deliveries: list[Delivery]) -> None:
+        """Score the groups of ``deliveries`` together; never raises (on failure each scores alone)."""
+        self._prepared.clear()
+        if len(deliveries) < 2:
+            return
+        parsed: list[tuple[str, CandidateGroup]] = []
+        for delivery in deliveries:
+            try:
+                parsed.append((delivery.entry_id, delivery.parse(CandidateGroup)))
+            except ValidationError:
+                continue  # dead-lettered when its turn comes
+        try:
+            results = score_groups(self.scorer, [group for _, group in parsed], self.options)
+        except Exception as exc:
+            # One group can break a shared forward: score each alone so only that one fails.
+            logger.warning("batch of %d groups failed (%s); scoring them one by one", len(parsed), exc)
+            return
+        for index, result in results.items():
+            entry_id, group = parsed[index]
+            self._prepared[entry_id] = (group, result)
 
     def __call__(self, delivery: Delivery) -> None:
         self.metrics.queue_lag.observe(entry_age_s(delivery.entry_id))
+        prepared = self._prepared.pop(delivery.entry_id, None)
         try:
-            group = delivery.parse(CandidateGroup)
-            result = score_group(self.scorer, group, self.options)
+            if prepared is not None:
+                group, result = prepared
+            else:
+                group = delivery.parse(CandidateGroup)
+                result = score_group(self.scorer, group, self.options)
         except (ValidationError, PermanentError) as exc:
             self.metrics.dead_lettered.inc()
             if isinstance(exc.__cause__, LimitError):  # over SPR_SCORER_MAX_*: dead-lettered with it
@@ -188,6 +266,8 @@ def run_scorer_worker(
             settings.scorer_consumer,
             handle,
             stop=stop or threading.Event(),
+            batch_size=settings.scorer_worker_batch_groups,
+            prepare=handler.prepare,
             max_items=max_items,
             idle_exit_s=idle_exit_s,
         )

@@ -53,6 +53,8 @@ def run_worker(
     stop: threading.Event,
     max_items: int | None = None,
     idle_exit_s: float | None = None,
+    batch_size: int = 1,
+    prepare: Callable[[list[Delivery]], None] | None = None,
 ) -> WorkerStats:
     """Consume ``stream`` as ``consumer`` of ``group`` and pass each entry to ``handle``.
 
@@ -68,10 +70,15 @@ def run_worker(
     every half of that period. When more than ``alarm_fraction`` of the last ``alarm_window`` entries
     were dead-lettered, an ERROR names the reasons and the fix (:class:`DeadLetterAlarm`).
 
-    Entries are taken one at a time so none waits in a local batch while its visibility timeout runs.
+    Up to ``batch_size`` entries are read at once (default 1, so none waits in a local batch while its
+    visibility timeout runs); ``prepare``, when given, sees the whole batch before ``handle`` gets its
+    entries one by one (a handler computes their shared work there, e.g. one model call for all). Each
+    entry is still acked or failed alone, right after its ``handle`` returns or raises.
     Returns when ``stop`` is set, after ``max_items`` entries, or after ``idle_exit_s`` seconds without
     any entry.
     """
+    if batch_size < 1:
+        raise ValueError("run_worker: batch_size must be >= 1")
     stats = WorkerStats()
     config = queue.config
     alarm = DeadLetterAlarm(stream, group, window=config.alarm_window, fraction=config.alarm_fraction)
@@ -94,8 +101,9 @@ def run_worker(
                 queue.remove_stale_consumers(stream, group)
                 next_prune = time.monotonic() + config.stale_consumer_s / 2
             undecodable: list[str] = []  # dead-lettered by the queue while reading (not UTF-8, no fields)
+            count = batch_size if max_items is None else max(1, min(batch_size, max_items - stats.handled))
             deliveries = queue.consume(
-                stream, group, consumer, count=1, block_ms=wait_ms, undecodable=undecodable
+                stream, group, consumer, count=count, block_ms=wait_ms, undecodable=undecodable
             )
             for entry_id in undecodable:
                 stats.dead_lettered += 1
@@ -103,6 +111,8 @@ def run_worker(
             if not deliveries:
                 continue
             last_activity = time.monotonic()
+            if prepare is not None:
+                prepare(deliveries)
             for delivery in deliveries:
                 outcome = _handle_one(queue, delivery, handle, stats)
                 if outcome is not _RETRY:
