@@ -165,7 +165,9 @@ class GroupHandler:
     def prepare(self, deliveries: list[Delivery]) -> None:
         """Score the groups of ``deliveries`` together; never raises (on failure each scores alone)."""
         self._prepared.clear()
-        if len(deliveries) < 2:
+        if len(deliveries) < 2 or (self.scorer.semantic is None and self.scorer.detector is None):
+            # No model call to share: planning every group before publishing any measured 5-10 % slower
+            # than one by one (bench/scorer_queue.py); the batched read alone still saves Redis round trips.
             return
         parsed: list[tuple[str, CandidateGroup]] = []
         for delivery in deliveries:
