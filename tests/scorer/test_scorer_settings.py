@@ -34,6 +34,14 @@ def test_semantic_model_setting_is_required() -> None:
         ("SPR_SCORER_MAX_CANDIDATES", "0", "greater than 0"),
         ("SPR_SCORER_LAMBDA", "2", "less than or equal to 1"),
         ("SPR_DEVICE", "tpu", "'auto', 'cpu' or 'cuda'"),
+        # the limits
+        ("SPR_SCORER_MAX_OBJECTS", "0", "greater than 0"),
+        ("SPR_SCORER_MAX_BOX_PAIRS", "-1", "greater than 0"),
+        ("SPR_SCORER_CPU_THREADS", "0", "greater than 0"),
+        ("SPR_SCORER_MAX_CONNECTIONS", "0", "greater than 0"),
+        ("SPR_SCORER_HEADER_TIMEOUT_S", "0", "greater than 0"),
+        ("SPR_SCORER_BODY_TIMEOUT_S", "x", "valid number"),
+        ("SPR_SCORER_DECODE_MAX_SIDE", "100", "greater than or equal to 224"),
     ],
 )
 def test_invalid_settings_are_named(
@@ -118,28 +126,6 @@ def test_auth_none_serves_without_a_key_and_refuses_a_stray_key(monkeypatch: pyt
 
 
 # -- limits ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "fragment"),
-    [
-        ("SPR_SCORER_MAX_OBJECTS", "0", "greater than 0"),
-        ("SPR_SCORER_MAX_BOX_PAIRS", "-1", "greater than 0"),
-        ("SPR_SCORER_CPU_THREADS", "0", "greater than 0"),
-        ("SPR_SCORER_MAX_CONNECTIONS", "0", "greater than 0"),
-        ("SPR_SCORER_HEADER_TIMEOUT_S", "0", "greater than 0"),
-        ("SPR_SCORER_BODY_TIMEOUT_S", "x", "valid number"),
-        ("SPR_SCORER_DECODE_MAX_SIDE", "100", "greater than or equal to 224"),
-    ],
-)
-def test_invalid_limits_are_named(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
-) -> None:
-    monkeypatch.setenv("SPR_SCORER_SEMANTIC_MODEL", "none")
-    monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as error:
-        ScorerSettings.from_env()
-    assert f"{name}: " in str(error.value) and fragment in str(error.value)
 
 
 def test_pixel_budget_must_hold_the_largest_image(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
-from spr.shared.errors import SprError
+from spr.shared.errors import SprError, first_validation_problem
 from spr.shared.schemas import Box, StrictModel
 
 T = TypeVar("T", bound=BaseModel)
@@ -100,9 +100,8 @@ def read_jsonl(path: Path, model: type[T], what: str) -> list[T]:
         try:
             items.append(model.model_validate_json(line))
         except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "<line>"
-            raise EvalDataError(f"{path}:{number}: not a {what} ({where}: {first['msg']})") from None
+            problem = first_validation_problem(exc)
+            raise EvalDataError(f"{path}:{number}: not a {what} ({problem})") from None
     return items
 
 

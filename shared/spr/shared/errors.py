@@ -20,7 +20,17 @@ class SprError(Exception):
 def validation_problems(exc: ValidationError) -> str:
     """``field.path: message`` for every error of ``exc``, joined with "; " (never the input values,
     which may be large or private)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+    return "; ".join(_problems(exc, root="<root>"))
+
+
+def first_validation_problem(exc: ValidationError, root: str = "<line>") -> str:
+    """``field.path: message`` of the first error of ``exc`` (``root`` where the whole value is wrong),
+    for one-line messages about one line of a file."""
+    return _problems(exc, root)[0]
+
+
+def _problems(exc: ValidationError, root: str) -> list[str]:
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}"
         for err in exc.errors(include_url=False, include_input=False)
-    )
+    ]

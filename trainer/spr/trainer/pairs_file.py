@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from pydantic import ValidationError
-from spr.shared.errors import SprError
+from spr.shared.errors import SprError, first_validation_problem
 from spr.shared.schemas import PreferencePair
 from spr.trainer.spool import Spool
 
@@ -55,10 +55,9 @@ def read_pairs_file(path: Path) -> list[PreferencePair]:
             if number == len(lines):  # no newline after it: a torn last line
                 logger.warning("%s:%d: skipping a partial last line (%d bytes)", path, number, len(line))
                 continue
-            first = exc.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "<line>"
+            problem = first_validation_problem(exc)
             raise PairsFileError(
-                f"{path}:{number}: not a preference pair ({where}: {first['msg']}); --dataset takes the "
+                f"{path}:{number}: not a preference pair ({problem}); --dataset takes the "
                 "jsonl `spr scorer run --out` writes, a spool folder or a `spr pairs export` folder"
             ) from None
     return pairs

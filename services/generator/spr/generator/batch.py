@@ -19,7 +19,7 @@ from spr.generator.factory import build_generator
 from spr.generator.generation import CandidateGenerator
 from spr.generator.settings import GeneratorSettings
 from spr.generator.throughput import Throughput
-from spr.shared.errors import SprError
+from spr.shared.errors import SprError, first_validation_problem
 from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
 from spr.shared.schemas import CandidateGroup, RegionTask
 
@@ -107,9 +107,8 @@ def read_tasks(path: Path) -> Iterator[RegionTask]:
         try:
             yield RegionTask.model_validate_json(line)
         except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "<line>"
-            raise SprError(f"{path}:{number}: not a RegionTask ({where}: {first['msg']})") from None
+            problem = first_validation_problem(exc)
+            raise SprError(f"{path}:{number}: not a RegionTask ({problem})") from None
 
 
 def completed_task_ids(out_path: Path) -> set[str]:

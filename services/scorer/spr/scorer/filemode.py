@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from spr.scorer.scoring import Scorer
 from spr.scorer.settings import ScorerSettings
 from spr.scorer.worker import check_offline_scoring, score_group
-from spr.shared.errors import SprError
+from spr.shared.errors import SprError, first_validation_problem
 from spr.shared.progress import DEFAULT_INTERVAL_S, Progress
 from spr.shared.queue import PermanentError
 from spr.shared.schemas import CandidateGroup, PreferencePair
@@ -154,10 +154,9 @@ def read_groups(path: Path) -> Iterator[CandidateGroup]:
         try:
             yield CandidateGroup.model_validate_json(line)
         except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "<line>"
+            problem = first_validation_problem(exc)
             raise FileModeError(
-                f"{path}:{number}: not a candidate group ({where}: {first['msg']}); the file must hold "
+                f"{path}:{number}: not a candidate group ({problem}); the file must hold "
                 "the jsonl that `spr generator run --tasks ... --out FILE` writes"
             ) from None
 
