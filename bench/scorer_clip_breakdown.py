@@ -40,15 +40,7 @@ MAX_SIDE = DEFAULT_DECODE_MAX_SIDE
 
 def _inputs(request: ScoreRequest, store: ImageStore) -> ScoringInput:
     image, key = store.open_path_keyed(str(request.image.path))
-    return ScoringInput(
-        image=image,
-        region=request.region,
-        objects=request.objects,
-        candidates=[(c.id, c.text) for c in request.candidates],
-        format=request.format,
-        options=request.options,
-        image_key=key,
-    )
+    return ScoringInput.of_request(request, image, image_key=key)
 
 
 def breakdown(bodies: list[bytes], root: Path, clip: SemanticScorer, seconds: float) -> dict[str, float]:

@@ -326,16 +326,7 @@ def raw_localization_cpu_ms(root: Path, bodies: list[bytes], seconds: float, cor
     inputs = []
     for body in bodies:
         request = ScoreRequest.model_validate_json(body)
-        inputs.append(
-            ScoringInput(
-                image=Image.open(root / str(request.image.path)),
-                region=request.region,
-                objects=request.objects,
-                candidates=[(c.id, c.text) for c in request.candidates],
-                format=request.format,
-                options=request.options,
-            )
-        )
+        inputs.append(ScoringInput.of_request(request, Image.open(root / str(request.image.path))))
     done = 0
     with cores.on_server_core():
         started, cpu_started = time.perf_counter(), time.process_time()

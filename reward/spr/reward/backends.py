@@ -85,16 +85,7 @@ class InProcessBackend:
                 else:
                     assert source.base64 is not None  # the schema guarantees one of them
                     image = scorer.images.open_base64(source.base64, field=f"{prefix}image.base64")
-                inputs = ScoringInput(
-                    image=image,
-                    region=request.region,
-                    objects=request.objects,
-                    candidates=[(c.id, c.text) for c in request.candidates],
-                    format=request.format,
-                    options=request.options,
-                    resized_size=request.resized_size,
-                )
-                plans.append(scorer.plan(inputs, field_prefix=prefix))
+                plans.append(scorer.plan(ScoringInput.of_request(request, image), field_prefix=prefix))
             # Each image decoded once, downscaled as the service does (same scores as POST /score).
             decoded: dict[int, ModelImage] = {
                 id(p): decode_for_models(p.inputs.image, max_side=scorer.decode_max_side)

@@ -52,6 +52,7 @@ from spr.shared.scoring_api import (
     LocalizationResult,
     RefinedScore,
     ScoreOptions,
+    ScoreRequest,
     ScoreResponse,
     SemanticScore,
 )
@@ -76,6 +77,23 @@ class ScoringInput:
     # The file's identity (path, mtime, size) when ``image`` came from the data root: the key of the
     # decoded-image cache. None for base64 images (never cached).
     image_key: ImageKey | None = None
+
+    @classmethod
+    def of_request(
+        cls, request: ScoreRequest, image: Image.Image, image_key: ImageKey | None = None
+    ) -> ScoringInput:
+        """The region of a ``POST /score`` body, with its image already opened (boxes stay in the
+        original image's pixels)."""
+        return cls(
+            image=image,
+            region=request.region,
+            objects=request.objects,
+            candidates=[(c.id, c.text) for c in request.candidates],
+            format=request.format,
+            options=request.options,
+            resized_size=request.resized_size,
+            image_key=image_key,
+        )
 
 
 @dataclass

@@ -89,16 +89,7 @@ class ScoreServing:
             image = self.images.open_base64(source.base64)
         else:  # the schema guarantees one of them
             raise InputError("give image.path or image.base64", field="image")
-        return ScoringInput(
-            image=image,
-            region=request.region,
-            objects=request.objects,
-            candidates=[(c.id, c.text) for c in request.candidates],
-            format=request.format,
-            options=request.options,
-            resized_size=request.resized_size,
-            image_key=key,
-        )
+        return ScoringInput.of_request(request, image, image_key=key)
 
 
 class _InvalidBodyError(Exception):
