@@ -116,10 +116,25 @@ def make_bodies(images: list[tuple[str, list[BoxT]]], rng: np.random.Generator, 
     return bodies
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds process ``pid`` has used so far, all its threads (Linux /proc)."""
+def process_cpu_split_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds process ``pid`` has used so far, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of all of ``pid``'s threads so far (Linux /proc)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        for line in status.splitlines():
+            if line.endswith("ctxt_switches:") or "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
 
 
 def load_average() -> str:
@@ -346,7 +361,8 @@ def run_scenario(
         with httpx.Client(base_url=server.url, timeout=60) as http:  # warm-up, one request at a time
             for body in bodies * 2:
                 http.post("/score", content=body, headers={"content-type": "application/json"})
-        server_cpu, client_cpu = process_cpu_s(server.pid), time.process_time()
+        (user, system), client_cpu = process_cpu_split_s(server.pid), time.process_time()
+        switches = context_switches(server.pid)
         load_before = load_average()
         profiler = None if args.profile is None else start_profiler(server.pid, name, args, cores)
         if args.client == "wrk":
@@ -355,7 +371,11 @@ def run_scenario(
         else:
             result = asyncio.run(load(server.url, bodies, args.clients, args.duration, args.warmup))
             result["client_cpu_ms"] = 1000 * (time.process_time() - client_cpu) / result["sent"]
-        result["server_cpu_ms"] = 1000 * (process_cpu_s(server.pid) - server_cpu) / result["sent"]
+        user_after, system_after = process_cpu_split_s(server.pid)
+        result["server_user_ms"] = 1000 * (user_after - user) / result["sent"]
+        result["server_system_ms"] = 1000 * (system_after - system) / result["sent"]
+        result["server_cpu_ms"] = result["server_user_ms"] + result["server_system_ms"]
+        result["switches"] = (context_switches(server.pid) - switches) / result["sent"]
         if profiler is not None:
             profiler.wait(timeout=args.duration + 60)
             result["profile"] = args.profile / f"{name}.{args.client}.txt"
@@ -368,7 +388,9 @@ def run_scenario(
     print(
         f"{name:18s} {result['candidates_per_s']:8.0f} candidates/s  {result['requests_per_s']:7.1f} req/s  "
         f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}\n"
-        f"{'':18s} CPU per request: server {result['server_cpu_ms']:.2f} ms{clients}; "
+        f"{'':18s} CPU per request: server {result['server_cpu_ms']:.2f} ms (user "
+        f"{result['server_user_ms']:.2f}, system {result['server_system_ms']:.2f}; "
+        f"{result['switches']:.1f} thread context switches){clients}; "
         f"mean items per model forward: {batches}; load average {result['load']}"
     )
     if "profile" in result:

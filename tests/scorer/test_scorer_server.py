@@ -3,6 +3,7 @@ and /healthz keeps answering while the scorer is saturated (CPU work never runs 
 
 from __future__ import annotations
 
+import re
 import socket
 import statistics
 import threading
@@ -62,6 +63,50 @@ def test_slow_headers_get_408_and_the_connection_is_closed(server: ServerThread)
         assert http.get("/healthz").status_code == 200
         metrics = http.get("/metrics").text
     assert 'spr_scorer_refused_total{reason="header_timeout",source="http"} 2.0' in metrics
+
+
+def test_a_kept_alive_connection_gets_the_header_timeout_again(server: ServerThread) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\n")  # 2nd never ends
+        answer = _read_until_closed(sock)
+    first, _, rest = answer.partition(b'{"status":"ok"}')
+    assert first.startswith(b"HTTP/1.1 200 ") and rest.startswith(b"HTTP/1.1 408 "), answer
+    assert b"SPR_SCORER_HEADER_TIMEOUT_S" in rest
+
+
+def test_pipelined_requests_are_answered_in_order(server: ServerThread) -> None:
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+            b"GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        answer = _read_until_closed(sock)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+    assert statuses == [b"200", b"404", b"200"], answer
+
+
+def test_headers_over_the_limit_get_431_and_the_connection_is_closed(make_settings: Settings) -> None:
+    settings = make_settings(scorer_max_header_bytes=4096)
+    with ServerThread(create_app(settings), settings) as server:
+        with _connect(server) as sock:  # just under the limit: served
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 3900 + b"\r\n")
+            sock.sendall(b"connection: close\r\n\r\n")
+            assert _read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
+        # One write, and one header in 5 writes (the server may read them as one or several chunks).
+        for pieces in ([b"a" * 5000], [b"a" * 1000] * 5):
+            with _connect(server) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: ")
+                try:
+                    for piece in pieces:
+                        sock.sendall(piece)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # refused before the last piece: the answer is still readable
+                answer = _read_until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+            assert b'"code":"headers_too_large"' in answer and b"SPR_SCORER_MAX_HEADER_BYTES" in answer
+        metrics = httpx.get(server.url + "/metrics").text
+    assert 'spr_scorer_refused_total{reason="header_too_large",source="http"} 2.0' in metrics
 
 
 def test_a_slow_body_gets_408(server: ServerThread) -> None:

@@ -151,4 +151,4 @@ def test_serve_and_the_tests_share_one_uvicorn_config(monkeypatch: pytest.Monkey
     assert (defaults.scorer_header_timeout_s, defaults.scorer_body_timeout_s) == (10.0, 30.0)
     config = uvicorn_config(settings, create_app(settings), port=0)
     assert config.limit_concurrency == 247 and config.timeout_keep_alive == 2.5
-    assert isinstance(config.http, type) and config.http.__name__ == "GuardedH11Protocol"
+    assert isinstance(config.http, type) and config.http.__name__ == "GuardedHttpToolsProtocol"

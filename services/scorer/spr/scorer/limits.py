@@ -28,6 +28,7 @@ IMAGE_TOO_LARGE = "image_too_large"
 PIXEL_BUDGET = "pixel_budget"
 AUTH = "auth"
 HEADER_TIMEOUT = "header_timeout"
+HEADER_TOO_LARGE = "header_too_large"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 BODY_TIMEOUT = "body_timeout"
 

@@ -78,7 +78,7 @@ class RequestMetricsMiddleware:
 
 
 class ConnectionCapMiddleware:
-    """On a connection over the cap (see :func:`spr.scorer.serve_config.guarded_h11`): health probes
+    """On a connection over the cap (see :func:`spr.scorer.serve_config.guarded_httptools`): health probes
     are served, everything else gets 503 ``busy``; either way the connection closes afterwards."""
 
     def __init__(self, app: ASGIApp, max_connections: int, metrics: ScorerMetrics | None = None) -> None:

@@ -134,6 +134,11 @@ class ScorerSettings(QueueSettings):
     scorer_header_timeout_s: float = Field(
         default=10.0, gt=0.0, description="Time a client has to send a request's headers (seconds)."
     )
+    scorer_max_header_bytes: int = Field(
+        default=16384,
+        ge=1024,
+        description="Largest request header section (bytes, request line included); beyond it: 431.",
+    )
     scorer_body_timeout_s: float = Field(
         default=30.0, gt=0.0, description="Time a client has to send a request's body (seconds); then 408."
     )
