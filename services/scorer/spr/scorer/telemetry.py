@@ -87,11 +87,16 @@ class ScorerMetrics:
     def observe_scores(self, source: str, response: ScoreResponse) -> None:
         """Record one scored region: candidate count, score distributions, pair or skip reason."""
         self.candidates.labels(source).inc(len(response.candidates))
+        # One labels() lookup per kind and region, not per candidate: each takes a lock and checks
+        # its arguments, which cost more than the observations themselves (~40 us per region of 8).
+        localization, total = self.scores.labels("localization"), self.scores.labels("total")
+        semantic = None
         for candidate in response.candidates:
             if candidate.semantic is not None:
-                self.scores.labels("semantic").observe(candidate.semantic.score)
-            self.scores.labels("localization").observe(candidate.localization.score)
-            self.scores.labels("total").observe(candidate.score)
+                semantic = semantic or self.scores.labels("semantic")
+                semantic.observe(candidate.semantic.score)
+            localization.observe(candidate.localization.score)
+            total.observe(candidate.score)
         if response.pair is not None:
             self.pairs.labels(source).inc()
         else:
