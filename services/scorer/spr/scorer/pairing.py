@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spr.shared.scoring_api import CandidateScore, PairChosen, PairRejected, PairResult
+from spr.scorer.responses import pair_result
+from spr.shared.scoring_api import CandidateScore, PairResult
 
 SKIP_MARGIN = "margin too small"
 SKIP_IDENTICAL = "chosen and rejected texts are identical"
@@ -46,13 +47,6 @@ def select_pair(
         return None, SKIP_IDENTICAL
     if margin + _MARGIN_EPS < min_margin:
         return None, SKIP_MARGIN
-    return (
-        PairResult(
-            chosen=PairChosen(
-                id=scored[best].id, refined=chosen_refined, text=chosen_text, score=chosen_score
-            ),
-            rejected=PairRejected(id=rejected.id, text=texts[worst], score=rejected.score),
-            margin=margin,
-        ),
-        None,
-    )
+    # Made unvalidated (spr.scorer.responses): ids, texts and totals are the scored candidates' own.
+    chosen = (scored[best].id, chosen_refined, chosen_text, chosen_score)
+    return pair_result(chosen, (rejected.id, texts[worst], rejected.score), margin), None

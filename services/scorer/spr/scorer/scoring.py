@@ -30,6 +30,13 @@ from spr.scorer.errors import InputError, SemanticModelNotConfiguredError
 from spr.scorer.images import ImageKey, ImageStore, ModelImage, decode_for_models
 from spr.scorer.limits import DEFAULT_DECODE_MAX_SIDE, ScoringLimits
 from spr.scorer.pairing import select_pair
+from spr.scorer.responses import (
+    candidate_score,
+    localization_result,
+    refined_score,
+    score_response,
+    semantic_score,
+)
 from spr.scorer.semantic import RegionEmbedding, SemanticScorer, SemanticValues, Vector
 from spr.shared import formats
 from spr.shared.boxes import (
@@ -48,13 +55,10 @@ from spr.shared.schemas import (
 )
 from spr.shared.scoring_api import (
     CandidateScore,
-    LocalizationMatch,
     LocalizationResult,
-    RefinedScore,
     ScoreOptions,
     ScoreRequest,
     ScoreResponse,
-    SemanticScore,
 )
 
 logger = logging.getLogger(__name__)
@@ -307,31 +311,20 @@ class Scorer:
         found = detections or {}
 
         def localize(item: _Text) -> LocalizationResult:
-            preds = list(item.boxes)
-            owners = [(phrase, "text") for phrase in item.box_phrase]
+            preds: list[BoxT] = item.boxes
+            owners = item.box_phrase
             if found:
+                preds, owners = list(preds), list(owners)
                 for index, phrase in enumerate(item.parsed.phrases):
                     for box in found.get(_detector_key(phrase.text), []):
                         preds.append(box)
-                        owners.append((index, "detector"))
+                        owners.append(index)
             result = item.localization
             if result is None or len(preds) != len(item.boxes):
                 result = localization_score(
                     gt, preds, threshold=options.iou_threshold, mode=options.localization
                 )
-            return LocalizationResult(
-                score=result.score,
-                matches=[
-                    LocalizationMatch(
-                        object=m.gt,
-                        phrase=owners[m.pred][0],
-                        box=preds[m.pred],
-                        source="detector" if owners[m.pred][1] == "detector" else "text",
-                        iou=m.iou,
-                    )
-                    for m in result.matches
-                ],
-            )
+            return localization_result(result, preds, owners, len(item.boxes))
 
         def total(semantic: SemanticValues | None, loc: float) -> float:
             # lambda == 0 must give exactly S_loc: no floating-point mixing at all.
@@ -339,34 +332,27 @@ class Scorer:
 
         scored: list[CandidateScore] = []
         for cand in plan.candidates:
-            sem = semantic_by_text.get(cand.written.stripped)
-            loc = localize(cand.written)
+            written = cand.written
+            sem = semantic_by_text.get(written.stripped) if semantic_by_text else None
+            loc = localize(written)
             refined = None
             if cand.refined is not None:
-                refined_loc = loc if cand.refined is cand.written else localize(cand.refined)
-                refined_sem = semantic_by_text.get(cand.refined.stripped)
-                refined = RefinedScore(
-                    text=cand.refined.text,
-                    localization=refined_loc,
-                    score=total(refined_sem, refined_loc.score),
-                )
+                refined_loc = loc if cand.refined is written else localize(cand.refined)
+                refined_sem = semantic_by_text.get(cand.refined.stripped) if semantic_by_text else None
+                refined = refined_score(cand.refined.text, refined_loc, total(refined_sem, refined_loc.score))
             scored.append(
-                CandidateScore(
-                    id=cand.id,
-                    phrases=cand.written.parsed.phrases,
-                    problems=cand.written.parsed.problems,
-                    semantic=None
-                    if sem is None
-                    else SemanticScore(crop=sem.crop, local=sem.local, score=sem.score),
-                    localization=loc,
-                    score=total(sem, loc.score),
-                    refined=refined,
+                candidate_score(
+                    cand.id,
+                    written.parsed.phrases,
+                    written.parsed.problems,
+                    None if sem is None else semantic_score(sem.crop, sem.local, sem.score),
+                    loc,
+                    total(sem, loc.score),
+                    refined,
                 )
             )
         pair, reason = select_pair(scored, [c.written.text for c in plan.candidates], options.min_margin)
-        return ScoreResponse(
-            image_size=plan.image_size, candidates=scored, pair=pair, pair_skipped_reason=reason
-        )
+        return score_response(plan.image_size, scored, pair, reason)
 
     # -- the synchronous path (worker, tests) --------------------------------------------------------
 

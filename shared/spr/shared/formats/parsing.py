@@ -11,8 +11,8 @@ module):
 
 Boxes are built here only from values the scanner has checked (every box finite with x1 < x2,
 y1 < y2; spans inside the text), so the schema objects are made without a second validation, by
-:func:`trusted`: parsing is in the scorer's hot path (pydantic's ``model_construct`` alone would cost
-more than the whole scan).
+:func:`spr.shared.trusted.trusted`: parsing is in the scorer's hot path (pydantic's ``model_construct``
+alone would cost more than the whole scan).
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from spr.shared.formats.grids import LinearGrid
 from spr.shared.schemas import BoxT, ParseProblem, ParseResult, Phrase, ProblemKind
-
-M = TypeVar("M", bound=BaseModel)
+from spr.shared.trusted import check_trustable, trusted
+from spr.shared.trusted import new_object as _new
+from spr.shared.trusted import set_dict as _set_dict
+from spr.shared.trusted import set_extra as _set_extra
+from spr.shared.trusted import set_fields as _set_fields
+from spr.shared.trusted import set_private as _set_private
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _INTEGER = re.compile(r"[-+]?\d+")
@@ -34,37 +36,10 @@ _SEPARATORS = frozenset("()[],; \t\r\n")
 _BLANK = re.compile(r"\s*")
 _SNIPPET = 60
 
-# Slot setters of pydantic's BaseModel, bound once: calling them directly skips the attribute-name
-# lookup that object.__setattr__ does on every call (trusted() runs once per phrase on the hot path).
-_new = object.__new__
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
-
-def trusted(cls: type[M], fields: dict[str, Any]) -> M:
-    """An instance of ``cls`` from already-validated values for ALL its fields, without validation.
-
-    What ``model_construct`` does for a model without aliases, defaults in use, extras or post-init
-    hooks, minus its per-field bookkeeping. The tests compare every parse result with its validated copy.
-    """
-    obj = _new(cls)
-    _set_dict(obj, fields)
-    _set_fields(obj, set(fields))
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
-
-
 _PHRASE_FIELDS = {"text", "span", "boxes", "box_spans"}  # copied per phrase: set.copy() is the cheapest
-if set(Phrase.model_fields) != _PHRASE_FIELDS:
-    raise TypeError("ParseBuilder.result() builds Phrase with fields it no longer has: update it")
-
-for _model in (Phrase, ParseProblem, ParseResult):
-    # trusted() skips what model_construct would do for these; fail loudly if a schema grows any of it.
-    if _model.__pydantic_post_init__ is not None or _model.__private_attributes__:
-        raise TypeError(f"{_model.__name__} has post-init or private attributes: trusted() cannot build it")
+check_trustable(Phrase, ("text", "span", "boxes", "box_spans"))
+check_trustable(ParseProblem, ("kind", "message", "span"))
+check_trustable(ParseResult, ("phrases", "problems"))
 
 
 def snippet(text: str) -> str:
