@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +98,9 @@ class MemoryTransport(asyncio.Transport):
 
 def http_way(
     app: Any, settings: ScorerSettings, protocol: type[asyncio.Protocol]
-) -> Callable[[bytes], Awaitable[None]]:
-    """Answers a body through ``protocol`` (one kept-alive connection) in front of ``app``."""
+) -> Callable[[list[bytes]], Awaitable[None]]:
+    """Answers bodies through ``protocol`` in front of ``app``, one kept-alive connection per body of a
+    call (all sent at once: they are answered concurrently)."""
     # The rounds are seconds apart: no keep-alive timeout may close the connection in between.
     config = uvicorn.Config(app, http=protocol, lifespan="off", log_level="warning", timeout_keep_alive=3600)
     config.load()
@@ -110,30 +113,58 @@ def http_way(
             if self.done is not None and not self.done.done():
                 self.done.set_result(None)
 
-    transport = MemoryTransport()
-    connection: list[Answering] = []  # opened at the first request: an idle one meets the header timeout
+    # Opened at their first request: an idle one would meet the header timeout.
+    connections: list[tuple[Answering, MemoryTransport]] = []
 
-    async def answer(body: bytes) -> None:
-        if not connection:
-            connection.append(Answering(config=config, server_state=ServerState(), app_state={}))  # type: ignore[call-arg]
-            connection[0].connection_made(transport)
-        conn = connection[0]
-        conn.done = asyncio.get_running_loop().create_future()
-        head = (
-            "POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n\r\n"
-        )
-        conn.data_received(head.encode() + body)
-        await conn.done
-        answer = b"".join(transport.written)
-        transport.written.clear()
-        if not answer.startswith(b"HTTP/1.1 200 "):
-            raise SystemExit(f"unexpected answer {answer[:200]!r}")
+    async def answer(bodies: list[bytes]) -> None:
+        while len(connections) < len(bodies):
+            conn = Answering(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+            transport = MemoryTransport()
+            conn.connection_made(transport)
+            connections.append((conn, transport))
+        loop = asyncio.get_running_loop()
+        for (conn, _), body in zip(connections, bodies, strict=False):
+            conn.done = loop.create_future()
+            head = (
+                "POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n"
+            )
+            conn.data_received(head.encode() + body)
+        for conn, transport in connections[: len(bodies)]:
+            await conn.done
+            answer = b"".join(transport.written)
+            transport.written.clear()
+            if not answer.startswith(b"HTTP/1.1 200 "):
+                raise SystemExit(f"unexpected answer {answer[:200]!r}")
 
     return answer
 
 
-async def measure(bodies: list[bytes], root: Path, seconds: float, rounds: int) -> dict[str, float]:
+def per_request_handoffs(
+    batched: Any, way: Callable[[list[bytes]], Awaitable[None]]
+) -> Callable[[list[bytes]], Awaitable[None]]:
+    """``way`` with one CPU-pool hand-off per job (``run_in_executor``), the baseline of the pool's
+    one hand-off per loop turn (:class:`spr.scorer.cpu_pool.CpuPool`)."""
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="per-request")
+
+    async def run_cpu(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(fn, *args, **kwargs)
+        )
+
+    async def answer(bodies: list[bytes]) -> None:
+        batched.run_cpu = run_cpu
+        try:
+            await way(bodies)
+        finally:
+            del batched.run_cpu  # the class's own again
+
+    return answer
+
+
+async def measure(
+    bodies: list[bytes], root: Path, seconds: float, rounds: int, concurrency: int
+) -> dict[str, float]:
     settings = ScorerSettings(data_root=root, scorer_semantic_model="none", scorer_auth="none")
     app = create_app(settings)
     statuses: list[int] = []
@@ -145,11 +176,13 @@ async def measure(bodies: list[bytes], root: Path, seconds: float, rounds: int) 
     async with app.router.lifespan_context(app):
         serving = app.state.serving
 
-        async def inline(body: bytes) -> None:
-            serving._validate_and_plan(body).model_dump_json()  # localization-only: the response
+        async def inline(bodies: list[bytes]) -> None:
+            for body in bodies:
+                serving._validate_and_plan(body).model_dump_json()  # localization-only: the response
 
-        async def handler(body: bytes) -> None:
-            (await serving.score_body(body)).model_dump_json()
+        async def handler(bodies: list[bytes]) -> None:
+            for body in bodies:
+                (await serving.score_body(body)).model_dump_json()
 
         async def raw_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
             body = (await receive())["body"]
@@ -161,36 +194,49 @@ async def measure(bodies: list[bytes], root: Path, seconds: float, rounds: int) 
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
 
-        async def via(asgi: Any, body: bytes) -> None:
-            await asgi(_scope(len(body)), _receive_for(body), send)
+        def via(asgi: Any) -> Callable[[list[bytes]], Awaitable[None]]:
+            async def answer(bodies: list[bytes]) -> None:
+                for body in bodies:
+                    await asgi(_scope(len(body)), _receive_for(body), send)
 
-        ways: dict[str, Callable[[bytes], Awaitable[None]]] = {
+            return answer
+
+        guarded = http_way(app, settings, uvicorn_config(settings, app).http)  # type: ignore[arg-type]
+        guarded_concurrent = http_way(app, settings, uvicorn_config(settings, app).http)  # type: ignore[arg-type]
+        one_at_a_time: dict[str, Callable[[list[bytes]], Awaitable[None]]] = {
             "inline (same work, no CPU-pool hand-off)": inline,
             "handler (score_body + encode)": handler,
-            "raw ASGI route": lambda b: via(raw_asgi, b),
-            "FastAPI app (routing, middleware, metrics)": lambda b: via(app, b),
+            "raw ASGI route": via(raw_asgi),
+            "FastAPI app (routing, middleware, metrics)": via(app),
             "+ HTTP: uvicorn h11 protocol": http_way(app, settings, H11Protocol),
             "+ HTTP: uvicorn httptools protocol": http_way(app, settings, HttpToolsProtocol),
-            "+ HTTP: guarded httptools (spr scorer serve)": http_way(
-                app,
-                settings,
-                uvicorn_config(settings, app).http,  # type: ignore[arg-type]
+            "+ HTTP: guarded httptools (spr scorer serve)": guarded,
+            "  same, one hand-off per job (before the pool)": per_request_handoffs(serving.batched, guarded),
+        }
+        concurrent = {
+            f"{concurrency} at once, guarded httptools": guarded_concurrent,
+            f"{concurrency} at once, one hand-off per job": per_request_handoffs(
+                serving.batched, guarded_concurrent
             ),
         }
-        for way in ways.values():  # warm every path
-            for body in bodies:
-                await way(body)
+        batches = [[body] for body in bodies]
+        together = [(bodies * (1 + concurrency // len(bodies)))[:concurrency]]
+        ways = [(name, way, batches) for name, way in one_at_a_time.items()]
+        ways += [(name, way, together) for name, way in concurrent.items()]
+        for _, way, work in ways:  # warm every path
+            for batch in work:
+                await way(batch)
         # The ways take turns, ``rounds`` times, and each reports its fastest turn (as timeit does: on
         # a shared machine other processes only ever slow a turn down).
         out: dict[str, float] = {}
         for _ in range(rounds):
-            for name, way in ways.items():
+            for name, way, work in ways:
                 done, started = 0, time.process_time()
                 wall = time.perf_counter()
                 while time.perf_counter() - wall < seconds / rounds:
-                    for body in bodies:
-                        await way(body)
-                        done += 1
+                    for batch in work:
+                        await way(batch)
+                        done += len(batch)
                 turn = 1000 * (time.process_time() - started) / done
                 out[name] = min(turn, out.get(name, turn))
     if set(statuses) != {200}:
@@ -202,6 +248,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per way, all rounds")
     parser.add_argument("--rounds", type=int, default=8, help="turns per way; the fastest counts")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="connections sending at once in the last two ways"
+    )
     parser.add_argument("--core", type=int, default=None, help="pin this process to one CPU core")
     args = parser.parse_args()
     if args.core is not None:
@@ -210,7 +259,7 @@ def main() -> int:
         root = Path(tmp)
         rng = np.random.default_rng(0)
         bodies = make_bodies(write_images(root, rng), rng, 0.0)
-        ms = asyncio.run(measure(bodies, root, args.seconds, args.rounds))
+        ms = asyncio.run(measure(bodies, root, args.seconds, args.rounds, args.concurrency))
     base = ms["handler (score_body + encode)"]
     print("CPU per localization-only request (process_time, all threads), no sockets")
     for name, value in ms.items():

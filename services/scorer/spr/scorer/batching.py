@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
+from spr.scorer.cpu_pool import CpuPool
 from spr.scorer.detector import PhraseDetector
 from spr.scorer.image_cache import DecodedImageCache
 from spr.scorer.images import decode_for_models
@@ -171,7 +171,7 @@ class BatchedScorer:
         self.scorer = scorer
         self.image_cache = DecodedImageCache(image_cache_items)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spr-model")
-        self.cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="spr-cpu")
+        self.cpu = CpuPool(cpu_threads)
         self.pixel_budget = pixel_budget
         self.decode_max_side = decode_max_side
         self._texts: MicroBatcher[str, Vector] | None = None
@@ -208,8 +208,7 @@ class BatchedScorer:
 
     async def run_cpu(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the CPU pool (parsing, validation, decoding: off the event loop)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.cpu, functools.partial(fn, *args, **kwargs))
+        return await self.cpu.run(fn, *args, **kwargs)
 
     async def score(self, inputs: ScoringInput, *, limits: ScoringLimits | None = None) -> ScoreResponse:
         """Score one region (``limits`` bound objects x boxes); raises InputError, LimitError, BusyError."""
@@ -289,7 +288,7 @@ class BatchedScorer:
             if batcher is not None:
                 await batcher.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.cpu.shutdown(wait=False, cancel_futures=True)
+        self.cpu.shutdown()
 
 
 def _text_batch(semantic: SemanticScorer) -> Callable[[list[str]], list[Vector]]:
