@@ -52,8 +52,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from scorer_profile import print_breakdown
+from spr.scorer.heap import set_heap_top_pad
 from spr.scorer.process_server import ScorerProcess
 from spr.scorer.semantic import SemanticScorer
+from spr.scorer.settings import ScorerSettings
 from spr.shared import formats
 from spr.shared.boxes import BoxT
 from spr.shared.schemas import Size
@@ -462,6 +464,13 @@ def main() -> int:
         "--torch-threads", type=int, default=1, help="SPR_SCORER_TORCH_THREADS, also used for the raw run"
     )
     parser.add_argument(
+        "--heap-top-pad-mb",
+        type=int,
+        default=ScorerSettings.model_fields["scorer_heap_top_pad_mb"].default,
+        help="SPR_SCORER_HEAP_TOP_PAD_MB, also applied to this process for the raw baselines "
+        "(default: the setting's)",
+    )
+    parser.add_argument(
         "--cpu-threads", type=int, default=None, help="SPR_SCORER_CPU_THREADS (default: the setting's)"
     )
     parser.add_argument(
@@ -485,6 +494,9 @@ def main() -> int:
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install wrk); or use --client python")
     cores = Cores.pick()
+    # The raw baselines run in this process: the same heap slack as the server, or the ratios would
+    # compare a tuned server with an untuned model run.
+    set_heap_top_pad(args.heap_top_pad_mb * 1024 * 1024)
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="spr-scorer-bench-") as tmp:
@@ -500,6 +512,7 @@ def main() -> int:
             "SPR_SCORER_BATCH_MAX_SIZE": str(args.batch_texts),
             "SPR_SCORER_BATCH_MAX_REGIONS": str(max(1, args.batch_texts // CANDIDATES)),
             "SPR_SCORER_TORCH_THREADS": str(args.torch_threads),
+            "SPR_SCORER_HEAP_TOP_PAD_MB": str(args.heap_top_pad_mb),
             **({} if args.cpu_threads is None else {"SPR_SCORER_CPU_THREADS": str(args.cpu_threads)}),
         }
         if cores.server is None or cores.client is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from spr.scorer.detector import PhraseDetector
+from spr.scorer.heap import set_heap_top_pad
 from spr.scorer.images import ImageStore
 from spr.scorer.scoring import Scorer
 from spr.scorer.semantic import SemanticScorer
@@ -26,10 +27,11 @@ def load_scorer(settings: ScorerSettings) -> Scorer:
 
     Raises ModelLoadError naming the setting when a model folder cannot be loaded.
     """
+    # Process-wide like the torch threads below: this is called by the entry points, once per process.
+    set_heap_top_pad(settings.scorer_heap_top_pad_mb * 1024 * 1024)
     if settings.scorer_torch_threads is not None:
         import torch
 
-        # Process-wide: this is called by the entry points, once per process.
         torch.set_num_threads(settings.scorer_torch_threads)
     semantic = None
     if settings.semantic_model_path is not None:

@@ -181,6 +181,15 @@ class ScorerSettings(QueueSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Scorer models' device; auto = CUDA when present."
     )
+    scorer_heap_top_pad_mb: int = Field(
+        default=64,
+        ge=0,
+        le=1024,
+        description="glibc malloc's M_TOP_PAD (MiB): freed heap kept by the process instead of returned "
+        "to the kernel and faulted in again by the next model batch (with a CPU model this saves about a "
+        "sixth of the CPU per request, as system time). Up to this much freed memory stays resident per "
+        "malloc arena (one per busy thread). 0 = glibc's default (128 KiB); no effect without glibc.",
+    )
     scorer_torch_threads: int | None = Field(
         default=None,
         gt=0,
