@@ -17,6 +17,18 @@ async def _until(event: threading.Event) -> None:
         await asyncio.sleep(0.001)
 
 
+class Blocker:
+    """A job that says when it started and runs until released."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self) -> str:
+        self.started.set()
+        self.release.wait(timeout=10)
+        return "finished"
+
+
 def _thread() -> tuple[str, int]:
     current = threading.current_thread()
     return current.name, threading.get_ident()
@@ -62,18 +74,12 @@ def test_a_failing_job_fails_only_its_own_caller() -> None:
 def test_the_loop_keeps_running_while_jobs_run() -> None:
     async def main() -> None:
         pool = CpuPool(1)
-        started, release = threading.Event(), threading.Event()
-
-        def blocking() -> str:
-            started.set()
-            release.wait(timeout=10)
-            return "done"
-
+        blocking = Blocker()
         try:
             job = asyncio.ensure_future(pool.run(blocking))
-            await _until(started)  # the job runs on its thread while this loop goes on
-            release.set()
-            assert await asyncio.wait_for(job, timeout=10) == "done"
+            await _until(blocking.started)  # the job runs on its thread while this loop goes on
+            blocking.release.set()
+            assert await asyncio.wait_for(job, timeout=10) == "finished"
         finally:
             pool.shutdown()
 
@@ -104,15 +110,9 @@ def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
 def test_shutdown_fails_the_jobs_not_started_and_refuses_new_ones() -> None:
     async def main() -> None:
         pool = CpuPool(1)
-        started, release = threading.Event(), threading.Event()
-
-        def blocking() -> str:
-            started.set()
-            release.wait(timeout=10)
-            return "finished"
-
+        blocking = Blocker()
         running = asyncio.ensure_future(pool.run(blocking))
-        await _until(started)
+        await _until(blocking.started)
         queued = [asyncio.ensure_future(pool.run(lambda: "never")) for _ in range(3)]
         await asyncio.sleep(0)  # handed off behind the running job
         await asyncio.sleep(0)
@@ -120,7 +120,7 @@ def test_shutdown_fails_the_jobs_not_started_and_refuses_new_ones() -> None:
         for job in queued:
             with pytest.raises(RuntimeError, match="closed"):
                 await asyncio.wait_for(job, timeout=10)
-        release.set()
+        blocking.release.set()
         assert await asyncio.wait_for(running, timeout=10) == "finished"  # running jobs finish
         with pytest.raises(RuntimeError, match="closed"):
             await pool.run(lambda: None)
