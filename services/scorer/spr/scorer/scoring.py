@@ -105,6 +105,8 @@ class _Text:
     """One text (as written or refined): its parse and the predictions S_loc sees."""
 
     text: str
+    # Its parse; for a refined text read without a scan (formats.replace_and_read), the written text's
+    # parse: the same phrases (texts, and which boxes each owns), but ``boxes`` are the refined ones.
     parsed: ParseResult
     boxes: list[BoxT]
     box_phrase: list[int]
@@ -230,7 +232,8 @@ class Scorer:
                     if new_boxes == written.boxes:
                         refined = written
                     else:
-                        new_text = formats.replace_boxes(
+                        # Score what the refined text says (its boxes as the format quantises them).
+                        new_text, read = formats.replace_and_read(
                             text,
                             written.parsed,
                             new_boxes,
@@ -238,8 +241,10 @@ class Scorer:
                             image_size=image_size,
                             resized_size=inputs.resized_size,
                         )
-                        # Score what the refined text says (its boxes as the format quantises them).
-                        refined = self._text(new_text, fmt, image_size, inputs.resized_size, False)
+                        if read is None:
+                            refined = self._text(new_text, fmt, image_size, inputs.resized_size, False)
+                        else:  # read without a scan: same phrases, same owners, these boxes
+                            refined = _Text(new_text, written.parsed, read, written.box_phrase, "")
                         # Only coordinate spans changed, and T' has none: the original's T' is the
                         # refined text's, so its S_sem is the original's (encoded once).
                         refined.stripped = written.stripped

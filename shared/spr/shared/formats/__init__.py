@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from spr.shared.formats import ferret, internvl, kosmos2, qwen2vl, qwen3vl, qwen25vl, shikra
-from spr.shared.formats.codec import Codec, FormatError, PhraseBoxes, checked_box
+from spr.shared.formats.codec import Codec, Edit, FormatError, PhraseBoxes, checked_box
 from spr.shared.schemas import GROUNDING_FORMATS, BoxT, GroundingFormat, ParseProblem, ParseResult, Size
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "parse",
     "render",
     "render_box",
+    "replace_and_read",
     "replace_boxes",
     "strip_boxes",
 ]
@@ -153,7 +154,44 @@ def replace_boxes(
     box equal to its parsed box keeps its original coordinate text, unless parsing reported a problem
     for that box (clamped or swapped values are then written out correctly).
     """
+    return _replace(text, parsed, new_boxes, _codec(fmt), image_size, resized_size)[0]
+
+
+def replace_and_read(
+    text: str,
+    parsed: ParseResult,
+    new_boxes: Sequence[Sequence[float]],
+    fmt: GroundingFormat,
+    *,
+    image_size: Size,
+    resized_size: Size | None = None,
+) -> tuple[str, list[BoxT] | None]:
+    """``replace_boxes(text, parsed, new_boxes, ...)``, and the boxes ``parse`` reads in the text it
+    returns when the codec can tell them without a scan, else None.
+
+    When given, the boxes are ``parse(new_text).all_boxes()`` (original-image pixels), and the new
+    text's phrases (their texts, and which boxes each owns) are those of ``parsed``: the bracketed
+    formats, when each rewritten box is a whole one-box bracket. The scorer reads every refined text
+    this way instead of parsing it again. Same arguments and errors as :func:`replace_boxes`.
+    """
     codec = _codec(fmt)
+    new_text, edits = _replace(text, parsed, new_boxes, codec, image_size, resized_size)
+    read_edited = getattr(codec, "read_edited", None)  # an optional codec method
+    if not edits or read_edited is None:
+        return new_text, None
+    boxes: list[BoxT] | None = read_edited(parsed, edits, image_size)
+    return new_text, boxes
+
+
+def _replace(
+    text: str,
+    parsed: ParseResult,
+    new_boxes: Sequence[Sequence[float]],
+    codec: Codec,
+    image_size: Size,
+    resized_size: Size | None,
+) -> tuple[str, list[Edit]]:
+    """The new text and its edits: (box index, old span start, old span end, new span text), in text order."""
     old_boxes: list[BoxT] = []
     spans: list[tuple[int, int]] = []
     for phrase in parsed.phrases:
@@ -166,10 +204,11 @@ def replace_boxes(
         )
     edits = _edits(text, spans, old_boxes, new_boxes, {problem.span for problem in parsed.problems})
     if not edits:
-        return text
+        return text, []
     writer = codec.writer(image_size, resized_size)
     memo, bracketed = writer.memo, writer.bracketed
     pieces: list[str] = []
+    done: list[Edit] = []
     pos = 0
     for i in edits:
         box = new_boxes[i]
@@ -184,11 +223,13 @@ def replace_boxes(
             if type(box) is tuple:
                 writer.remember(box, coords)
         start, end = spans[i]
+        written = f"[{coords}]" if bracketed and text.startswith("[", start, end) else coords
         pieces.append(text[pos:start])
-        pieces.append(f"[{coords}]" if bracketed and text.startswith("[", start, end) else coords)
+        pieces.append(written)
+        done.append((i, start, end, written))
         pos = end
     pieces.append(text[pos:])
-    return "".join(pieces)
+    return "".join(pieces), done
 
 
 def _edits(

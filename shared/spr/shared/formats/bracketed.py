@@ -17,10 +17,10 @@ the text); ``[see note]`` is plain text. Box spans: the whole bracket for a one-
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from spr.shared.formats.codec import BoxWriter, PhraseBoxes, box_writer, checked_box, tidy_text
+from spr.shared.formats.codec import BoxWriter, Edit, PhraseBoxes, box_writer, checked_box, tidy_text
 from spr.shared.formats.grids import GridBox, LinearGrid
 from spr.shared.formats.parsing import ParseBuilder, at_end, read_numbers, snippet
 from spr.shared.schemas import BoxT, ParseResult, Size
@@ -168,6 +168,42 @@ class BracketCodec:
                 return
             values = (numbers[0], numbers[1], numbers[2], numbers[3])
         b.add_linear(values if frame.read is None else frame.read(*values), start, end, frame.grid)
+
+    def read_edited(self, parsed: ParseResult, edits: Sequence[Edit], image_size: Size) -> list[BoxT] | None:
+        """The boxes ``parse`` reads in the text ``edits`` made of the text ``parsed`` came from, without a
+        scan (in ``parsed.all_boxes()`` order; original-image pixels); None when it cannot tell.
+
+        Exact when every edit rewrote a whole one-box bracket (its span starts with "[") with a bracket
+        the fast pattern reads as an in-range, non-empty box. Why: a scan match never crosses a bracket,
+        so the scan meets the same brackets at the same places (shifted); a rewritten bracket still holds
+        one box, kept, and every other box reads as before, so the phrases, their texts and which phrase
+        owns each box stay those of ``parsed``; only the rewritten boxes change, to what is read here.
+        """
+        frame = self._frame(image_size.width, image_size.height)
+        grid, read = frame.grid, frame.read
+        w, h, sx, sy, mx, my = grid.width, grid.height, grid.steps_x, grid.steps_y, grid.max_x, grid.max_y
+        boxes = parsed.all_boxes()
+        for i, _, _, written in edits:
+            if not (written.startswith("[") and written.endswith("]")):
+                return None
+            m = self._fast.fullmatch(written, 1, len(written) - 1)
+            if m is None:
+                return None
+            # What parse() does with a bracket its fast pattern reads (values, then the common case).
+            x1, y1, x2, y2 = m.group("v1", "v2", "v3", "v4")
+            values: tuple[float, float, float, float]
+            if read is None:
+                values = (int(x1), int(y1), int(x2), int(y2))
+            else:
+                values = read(float(x1), float(y1), float(x2), float(y2))
+            v1, v2, v3, v4 = values
+            if not (0 <= v1 < v3 <= mx and 0 <= v2 < v4 <= my):
+                return None
+            box = (v1 * w / sx, v2 * h / sy, v3 * w / sx, v4 * h / sy)
+            if not (box[0] < box[2] and box[1] < box[3]):
+                return None
+            boxes[i] = box
+        return boxes
 
     def writer(self, image_size: Size, resized_size: Size | None) -> BoxWriter:
         frame = self._frame(image_size.width, image_size.height)

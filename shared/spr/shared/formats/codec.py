@@ -17,6 +17,8 @@ from spr.shared.errors import SprError
 from spr.shared.schemas import BoxT, ParseResult, Size
 
 PhraseBoxes = Sequence[tuple[str, Sequence[BoxT]]]
+# A rewritten box of a text: (index in ParseResult.all_boxes(), old span start, old span end, new span text).
+Edit = tuple[int, int, int, str]
 G = TypeVar("G")
 
 
