@@ -36,6 +36,7 @@ import numpy as np
 import uvicorn
 from scorer_load import make_bodies, write_images
 from spr.scorer.app import create_app
+from spr.scorer.heap import prepare_gc_for_serving
 from spr.scorer.serve_config import uvicorn_config
 from spr.scorer.settings import ScorerSettings
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -175,6 +176,7 @@ async def measure(
 
     async with app.router.lifespan_context(app):
         serving = app.state.serving
+        prepare_gc_for_serving()  # as `spr scorer serve` does once the models loaded
 
         async def inline(bodies: list[bytes]) -> None:
             for body in bodies:

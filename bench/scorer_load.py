@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from scorer_profile import print_breakdown
-from spr.scorer.heap import set_heap_top_pad
+from spr.scorer.heap import prepare_gc_for_serving, set_heap_top_pad
 from spr.scorer.process_server import ScorerProcess
 from spr.scorer.semantic import SemanticScorer
 from spr.scorer.settings import ScorerSettings
@@ -494,9 +494,10 @@ def main() -> int:
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install wrk); or use --client python")
     cores = Cores.pick()
-    # The raw baselines run in this process: the same heap slack as the server, or the ratios would
-    # compare a tuned server with an untuned model run.
+    # The raw baselines run in this process: the same heap slack and collector settings as the server,
+    # or the ratios would compare a tuned server with an untuned model run.
     set_heap_top_pad(args.heap_top_pad_mb * 1024 * 1024)
+    prepare_gc_for_serving()
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="spr-scorer-bench-") as tmp:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,18 @@ def test_an_out_of_range_pad_is_refused_naming_the_setting(monkeypatch: pytest.M
     monkeypatch.setenv("SPR_SCORER_HEAP_TOP_PAD_MB", "-1")
     with pytest.raises(SettingsError, match="SPR_SCORER_HEAP_TOP_PAD_MB"):
         ScorerSettings.from_env()
+
+
+def test_gc_prepared_for_serving_freezes_and_raises_the_young_threshold() -> None:
+    # In a child process: freezing is process-wide and would outlast this test.
+    code = (
+        "import gc\n"
+        "from spr.scorer.heap import GC_YOUNG_THRESHOLD, prepare_gc_for_serving\n"
+        "older = gc.get_threshold()[1:]\n"
+        "frozen = prepare_gc_for_serving()\n"
+        "assert frozen > 1000 and frozen == gc.get_freeze_count(), frozen\n"
+        "assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *older), gc.get_threshold()\n"
+        "assert GC_YOUNG_THRESHOLD == 10_000\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -71,6 +71,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
     from spr.cli.flags import settings_overrides
     from spr.scorer.app import create_app
+    from spr.scorer.heap import prepare_gc_for_serving
     from spr.scorer.loading import load_scorer
     from spr.scorer.serve_config import uvicorn_config
     from spr.scorer.settings import ScorerSettings
@@ -88,6 +89,7 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     # Loading here, not in the lifespan, turns a bad model folder into a one-line error before serving.
     app = create_app(settings, scorer=load_scorer(settings))
+    prepare_gc_for_serving()
     config = uvicorn_config(settings, app, host=args.host, port=args.port, log_level=args.log_level)
     uvicorn.Server(config).run()
     return 0
@@ -99,6 +101,7 @@ def worker_command(args: argparse.Namespace) -> int:
 
     from prometheus_client import start_http_server
     from spr.cli.flags import settings_overrides
+    from spr.scorer.heap import prepare_gc_for_serving
     from spr.scorer.images import pil_pixel_limit
     from spr.scorer.loading import load_scorer
     from spr.scorer.settings import ScorerSettings
@@ -110,6 +113,7 @@ def worker_command(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, registry=metrics.registry)
     scorer = load_scorer(settings)
+    prepare_gc_for_serving()
     stop = threading.Event()
     # SIGTERM/SIGINT finish the group in hand, then stop; restored afterwards (tests call this in-process).
     previous = {

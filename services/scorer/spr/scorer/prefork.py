@@ -38,6 +38,7 @@ def bind(host: str, port: int) -> socket.socket:
 def _child(settings: ScorerSettings, sock: socket.socket, host: str, port: int, log_level: str) -> int:
     import uvicorn
     from spr.scorer.app import create_app
+    from spr.scorer.heap import prepare_gc_for_serving
     from spr.scorer.loading import load_scorer
     from spr.scorer.serve_config import uvicorn_config
     from spr.shared.errors import SprError
@@ -47,6 +48,7 @@ def _child(settings: ScorerSettings, sock: socket.socket, host: str, port: int, 
     except SprError as exc:
         print(f"spr: error: {exc}", file=sys.stderr)
         return 2
+    prepare_gc_for_serving()
     config = uvicorn_config(settings, app, host=host, port=port, log_level=log_level)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
