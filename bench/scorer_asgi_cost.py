@@ -4,7 +4,7 @@ Seven ways to answer the same 16 bodies of ``scorer_load.py``, in one process pi
 each timed with ``time.process_time`` (all threads, the CPU pool included):
 
 - ``inline``: validate, open, plan, finish, encode on the calling thread (the hand-off's baseline);
-- ``handler``: ``ScoreServing.score_body`` + ``model_dump_json``, what the ``/score`` route does;
+- ``handler``: ``ScoreServing.score_body`` (validates, scores, encodes), what the ``/score`` route does;
 - ``raw ASGI``: a bare ASGI callable around the same two calls (reads the body, sends the answer):
   what a raw ASGI route for ``/score`` would cost, routing and middleware gone;
 - ``FastAPI app``: the service's app (``create_app``: routing, its three middlewares, metrics);
@@ -184,11 +184,11 @@ async def measure(
 
         async def handler(bodies: list[bytes]) -> None:
             for body in bodies:
-                (await serving.score_body(body)).model_dump_json()
+                await serving.score_body(body)
 
         async def raw_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
             body = (await receive())["body"]
-            payload = (await serving.score_body(body)).model_dump_json().encode()
+            payload = await serving.score_body(body)
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),

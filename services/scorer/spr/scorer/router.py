@@ -61,8 +61,7 @@ def json_body(schema: str) -> dict[str, Any]:
 )
 async def score(request: Request) -> Response:
     serving: ScoreServing = request.app.state.serving
-    result = await serving.score_body(await request.body())
-    return Response(result.model_dump_json(), media_type="application/json")
+    return Response(await serving.score_body(await request.body()), media_type="application/json")
 
 
 @router.get("/healthz", response_model=HealthResponse, summary="Liveness: 200 while the process runs")
