@@ -180,7 +180,7 @@ async def measure(
 
         async def inline(bodies: list[bytes]) -> None:
             for body in bodies:
-                serving._validate_and_plan(body).model_dump_json()  # localization-only: the response
+                serving._validate_and_plan(body)  # localization-only: validates, scores, encodes
 
         async def handler(bodies: list[bytes]) -> None:
             for body in bodies:
