@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from scorer_load import CANDIDATES, IMAGE_SIZE, Cores, load_average, make_bodies, run_scenario, write_images
+from spr.scorer.heap import prepare_gc_for_serving
 from spr.scorer.loading import load_scorer
 from spr.scorer.settings import ScorerSettings
 from spr.scorer.telemetry import ScorerMetrics
@@ -86,6 +87,7 @@ def run_worker(settings: ScorerSettings, groups: list[CandidateGroup], cores: Co
     for group in groups:
         queue.publish(STREAM_CANDIDATES, group.group_id, group, backpressure=False)
     scorer = load_scorer(settings)
+    prepare_gc_for_serving()  # as `spr scorer worker` does once its models loaded
     with cores.on_server_core():
         started, cpu_started = time.perf_counter(), time.process_time()
         stats = run_scorer_worker(
