@@ -229,8 +229,15 @@ class BatchedScorer:
 
     async def score_planned(self, inputs: ScoringInput, plan: ScoringPlan) -> ScoreResponse:
         """The model side of a planned request: decode under the pixel budget, forwards, finish."""
+        return await self.score_planned_then(inputs, plan, _unchanged)
+
+    async def score_planned_then(
+        self, inputs: ScoringInput, plan: ScoringPlan, then: Callable[[ScoreResponse], T]
+    ) -> T:
+        """:meth:`score_planned`, with ``then`` applied to the answer in the CPU job that finishes it
+        (encoding it, say: CPU work that must not run on the event loop either)."""
         if not plan.needs_pixels:
-            return await self.run_cpu(self.scorer.finish, plan)
+            return await self.run_cpu(_finish_then, self.scorer, plan, then)
         key = inputs.image_key
         cached = None if key is None else self.image_cache.get(key, self.decode_max_side)
         width, height = plan.image_size.width, plan.image_size.height
@@ -253,8 +260,10 @@ class BatchedScorer:
         detections = None if found is None else detections_to_original(found, decoded)
         del decoded
         return await self.run_cpu(
-            self.scorer.finish,
+            _finish_then,
+            self.scorer,
             plan,
+            then,
             region_embedding=region_embedding,
             text_embeddings=text_embeddings,
             detections=detections,
@@ -289,6 +298,14 @@ class BatchedScorer:
                 await batcher.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.cpu.shutdown()
+
+
+def _unchanged(response: ScoreResponse) -> ScoreResponse:
+    return response
+
+
+def _finish_then(scorer: Scorer, plan: ScoringPlan, then: Callable[[ScoreResponse], T], **outputs: Any) -> T:
+    return then(scorer.finish(plan, **outputs))
 
 
 def _text_batch(semantic: SemanticScorer) -> Callable[[list[str]], list[Vector]]:
