@@ -157,7 +157,15 @@ def test_ctrl_c_stops_every_child_and_a_rerun_finishes(tmp_path: Path) -> None:
         "--min-margin",
         "0",
     ]
-    demo = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT at its default in the demo even when this test runs in a background job, which starts
+    # with SIGINT ignored (and Python then installs no KeyboardInterrupt handler).
+    demo = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     generator_log = workdir / "logs" / "generator.log"
     _wait_for(lambda: generator_log.exists() and "consuming" in generator_log.read_text(), "the generator")
     demo.send_signal(signal.SIGINT)
