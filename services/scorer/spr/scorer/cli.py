@@ -139,6 +139,7 @@ def worker_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     from spr.cli.flags import settings_overrides
     from spr.scorer.filemode import outcomes_path, score_file
+    from spr.scorer.heap import prepare_gc_for_serving
     from spr.scorer.images import pil_pixel_limit
     from spr.scorer.loading import load_scorer
     from spr.scorer.settings import ScorerSettings
@@ -153,6 +154,7 @@ def run_command(args: argparse.Namespace) -> int:
         )
     settings = ScorerSettings.from_env(**settings_overrides(args, ScorerSettings))
     scorer = load_scorer(settings)
+    prepare_gc_for_serving()
     with pil_pixel_limit(settings.scorer_max_image_pixels):
         stats = score_file(settings, args.candidates, args.out, scorer=scorer, max_groups=args.max_groups)
     print(f"{stats.line()}; pairs in {args.out}, outcomes in {outcomes_path(args.out)}")
