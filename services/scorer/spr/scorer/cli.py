@@ -68,12 +68,8 @@ def register(subparsers: Any) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
     from spr.cli.flags import settings_overrides
-    from spr.scorer.app import create_app
-    from spr.scorer.heap import prepare_gc_for_serving
-    from spr.scorer.loading import load_scorer
-    from spr.scorer.serve_config import uvicorn_config
+    from spr.scorer.serve_config import serve
     from spr.scorer.settings import ScorerSettings
     from spr.shared.errors import SprError
 
@@ -87,11 +83,7 @@ def serve_command(args: argparse.Namespace) -> int:
         return serve_workers(
             settings, workers=args.workers, host=args.host, port=args.port, log_level=args.log_level
         )
-    # Loading here, not in the lifespan, turns a bad model folder into a one-line error before serving.
-    app = create_app(settings, scorer=load_scorer(settings))
-    prepare_gc_for_serving()
-    config = uvicorn_config(settings, app, host=args.host, port=args.port, log_level=args.log_level)
-    uvicorn.Server(config).run()
+    serve(settings, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 

@@ -36,21 +36,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def _child(settings: ScorerSettings, sock: socket.socket, host: str, port: int, log_level: str) -> int:
-    import uvicorn
-    from spr.scorer.app import create_app
-    from spr.scorer.heap import prepare_gc_for_serving
-    from spr.scorer.loading import load_scorer
-    from spr.scorer.serve_config import uvicorn_config
+    from spr.scorer.serve_config import serve
     from spr.shared.errors import SprError
 
     try:
-        app = create_app(settings, scorer=load_scorer(settings))
+        serve(settings, host=host, port=port, log_level=log_level, sockets=[sock])
     except SprError as exc:
         print(f"spr: error: {exc}", file=sys.stderr)
         return 2
-    prepare_gc_for_serving()
-    config = uvicorn_config(settings, app, host=host, port=port, log_level=log_level)
-    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

@@ -1,6 +1,7 @@
 """The uvicorn configuration of ``spr scorer serve``: connection cap, keep-alive and header limits.
 
-:func:`uvicorn_config` is what ``spr scorer serve`` runs, and what the tests and benchmarks run. The
+:func:`serve` is what ``spr scorer serve`` runs in each server process; it runs :func:`uvicorn_config`,
+which the tests and benchmarks run too. The
 server speaks HTTP/1.1 through httptools (llhttp, in C: ~0.5 ms less CPU per request than h11 in
 ``bench/scorer_load.py``). uvicorn has neither a header read timeout nor, with httptools, a bound on
 the header section, so a client that drips its headers would hold a connection forever and one that
@@ -13,13 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from spr.scorer.app import create_app
 from spr.scorer.envelope import error_body
+from spr.scorer.heap import prepare_gc_for_serving
 from spr.scorer.limits import HEADER_TIMEOUT, HEADER_TOO_LARGE, TOO_MANY_CONNECTIONS
+from spr.scorer.loading import load_scorer
 from spr.scorer.middleware import OVER_CAP
 from spr.scorer.settings import ScorerSettings
 from spr.scorer.telemetry import ScorerMetrics
@@ -186,3 +191,23 @@ def uvicorn_config(
         "timeout_keep_alive": settings.scorer_keep_alive_timeout_s,
     }
     return uvicorn.Config(app, **options)
+
+
+def serve(
+    settings: ScorerSettings,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """One server process: load the models, prepare the collector, serve until stopped.
+
+    On ``host``:``port``, or on ``sockets`` already listening (the prefork children's inherited one).
+    The models load before uvicorn starts, so a bad model folder is a ModelLoadError (one line from
+    the CLI) instead of a failed start-up.
+    """
+    app = create_app(settings, scorer=load_scorer(settings))
+    prepare_gc_for_serving()
+    config = uvicorn_config(settings, app, host=host, port=port, log_level=log_level)
+    uvicorn.Server(config).run(sockets=sockets)
