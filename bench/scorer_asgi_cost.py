@@ -203,8 +203,9 @@ async def measure(
 
             return answer
 
-        guarded = http_way(app, settings, uvicorn_config(settings, app).http)  # type: ignore[arg-type]
-        guarded_concurrent = http_way(app, settings, uvicorn_config(settings, app).http)  # type: ignore[arg-type]
+        served = uvicorn_config(settings, app).http  # the guarded protocol class `spr scorer serve` runs
+        guarded = http_way(app, settings, served)  # type: ignore[arg-type]
+        guarded_concurrent = http_way(app, settings, served)  # type: ignore[arg-type]
         one_at_a_time: dict[str, Callable[[list[bytes]], Awaitable[None]]] = {
             "inline (same work, no CPU-pool hand-off)": inline,
             "handler (score_body + encode)": handler,
