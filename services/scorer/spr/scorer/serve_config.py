@@ -1,13 +1,12 @@
 """The uvicorn configuration of ``spr scorer serve``: connection cap, keep-alive and header limits.
 
 :func:`serve` is what ``spr scorer serve`` runs in each server process; it runs :func:`uvicorn_config`,
-which the tests and benchmarks run too. The
-server speaks HTTP/1.1 through httptools (llhttp, in C: ~0.5 ms less CPU per request than h11 in
-``bench/scorer_load.py``). uvicorn has neither a header read timeout nor, with httptools, a bound on
-the header section, so a client that drips its headers would hold a connection forever and one that
-streams headers without end would grow memory: :func:`guarded_httptools` adds both to uvicorn's
-httptools protocol, and a hard cap on open connections. The body timeout is enforced by the app
-(:class:`spr.scorer.middleware.BodyLimitMiddleware`).
+which the tests and benchmarks run too. The server speaks HTTP/1.1 through httptools (llhttp, in C:
+0.14 ms less CPU per localization-only request than h11 in ``bench/scorer_asgi_cost.py``). uvicorn has
+neither a header read timeout nor, with httptools, a bound on the header section, so a client that
+drips its headers would hold a connection forever and one that streams headers without end would grow
+memory: :func:`guarded_httptools` adds both to uvicorn's httptools protocol, and a hard cap on open
+connections. The body timeout is enforced by the app (:class:`spr.scorer.middleware.BodyLimitMiddleware`).
 """
 
 from __future__ import annotations
