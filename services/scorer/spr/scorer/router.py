@@ -26,12 +26,19 @@ router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
-    408: {"model": ErrorResponse, "description": "The body did not arrive within the body timeout."},
+    408: {
+        "model": ErrorResponse,
+        "description": "The headers or the body did not arrive within their timeout; the connection closes.",
+    },
     413: {"model": ErrorResponse, "description": "Request body over the size limit."},
     422: {
         "model": ErrorResponse,
         "description": "Invalid input, or over a limit on candidates, objects or box pairs: one entry per "
         "rejected field.",
+    },
+    431: {
+        "model": ErrorResponse,
+        "description": "Request headers over SPR_SCORER_MAX_HEADER_BYTES; the connection closes.",
     },
     503: {
         "model": ErrorResponse,
